@@ -1,0 +1,236 @@
+"""Build ``pymongoose._mongoose_cffi``: Mongoose plus our C glue, CFFI out-of-line API mode.
+
+Mongoose's own source is never part of this repository. It comes, in order, from
+``$MONGOOSE_SRC`` (a folder holding ``mongoose.c`` and ``mongoose.h``), from a cached
+copy in ``csrc/``, or from the pinned, hash-checked registry artifact that carries it
+(see ``fetch_pinned_source``).
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from cffi import FFI
+
+ROOT = Path(__file__).resolve().parent
+CSRC = ROOT / "csrc"
+
+# cdef headers, in dependency order; each sits beside the C it describes.
+CDEF_HEADERS = ["cdef/core.h", "cdef/http.h", "cdef/ws.h", "glue.h", "cdef/callbacks.h"]
+GLUE_SOURCES = ["glue.c"]
+
+# Compile-time configuration shared by the binding and bench/'s C baseline server.
+DEFINES = [
+    ("MG_TLS", "MG_TLS_BUILTIN"),  # Mongoose's own TLS 1.3: no system library
+    ("MG_ENABLE_IPV6", "1"),
+    ("MG_MAX_RECV_SIZE", "(64UL * 1024UL * 1024UL)"),  # room for large request bodies
+]
+COMPILE_ARGS = ["-O2"]
+
+MONGOOSE_VERSION = "7.23"
+PINNED_PROJECT = "cymongoose"
+PINNED_ARCHIVE = "cymongoose-0.2.5.tar.gz"
+PINNED_ARCHIVE_SHA256 = "8c0ec19752d493702c566735a28918f1b81a756197f78e4931c566dbad849a8f"
+PINNED_MEMBERS = {
+    "mongoose.c": (
+        "cymongoose-0.2.5/thirdparty/mongoose/mongoose.c",
+        "651d514ee52761c26af774d74e91346bf150c915120d967ec4332a69ea1600f5",
+    ),
+    "mongoose.h": (
+        "cymongoose-0.2.5/thirdparty/mongoose/mongoose.h",
+        "0ee23157099964b7ca1c7bf3e02b1b8250cbd7838a6938fed63726e720f70b0b",
+    ),
+}
+
+
+class MongooseSourceError(RuntimeError):
+    """Mongoose's source could not be found, fetched or verified."""
+
+
+def _help(problem: str) -> str:
+    return (
+        f"pymongoose needs Mongoose {MONGOOSE_VERSION}'s mongoose.c and mongoose.h to build, "
+        f"and {problem} To build without the network, or with your own (for example a "
+        "commercially licensed or newer) Mongoose, point MONGOOSE_SRC at a folder that holds "
+        "both files, e.g. `MONGOOSE_SRC=/path/to/mongoose pip install .`, or copy them into "
+        f"{CSRC}/."
+    )
+
+
+def _log(message: str) -> None:
+    print(f"pymongoose build: {message}", file=sys.stderr, flush=True)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _pip_config_index_url() -> str | None:
+    """The index-url from pip's configuration files, last one wins as in pip."""
+    files = [Path("/etc/xdg/pip/pip.conf"), Path("/etc/pip.conf")]
+    home = Path.home()
+    files += [home / ".pip" / "pip.conf", home / ".config" / "pip" / "pip.conf"]
+    if os.environ.get("VIRTUAL_ENV"):
+        files.append(Path(os.environ["VIRTUAL_ENV"]) / "pip.conf")
+    if os.environ.get("PIP_CONFIG_FILE"):
+        files.append(Path(os.environ["PIP_CONFIG_FILE"]))
+    found = None
+    for path in files:
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(path)
+        except (OSError, configparser.Error):
+            continue
+        for section in ("global", "download", "install"):
+            if parser.has_option(section, "index-url"):
+                found = parser.get(section, "index-url")
+    return found
+
+
+def _pip_default_index_url() -> str | None:
+    """pip's built-in default index, asked of pip itself (never written down here)."""
+    try:
+        from pip._internal.models.index import PyPI  # type: ignore[import-not-found]
+
+        return str(PyPI.simple_url)
+    except Exception:  # noqa: BLE001 - pip may be absent from an isolated build env
+        pass
+    code = "from pip._internal.models.index import PyPI; print(PyPI.simple_url)"
+    for python in (getattr(sys, "_base_executable", None), shutil.which("python3")):
+        if not python:
+            continue
+        try:
+            out = subprocess.run(
+                [python, "-c", code], capture_output=True, text=True, timeout=60, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.stdout.strip():
+            return out.stdout.strip()
+    return None
+
+
+def package_index_url() -> str:
+    """The package index pip is configured with: PIP_INDEX_URL, pip's config, pip's default."""
+    url = os.environ.get("PIP_INDEX_URL") or _pip_config_index_url() or _pip_default_index_url()
+    if not url:
+        raise MongooseSourceError(_help("no package index is configured for pip."))
+    return url.rstrip("/") + "/"
+
+
+def _download(url: str, headers: dict[str, str] | None = None) -> bytes:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return bytes(response.read())
+
+
+def fetch_pinned_source(dest: Path) -> None:
+    """Fetch the pinned sdist that carries Mongoose, check every hash, extract two files."""
+    index = package_index_url()
+    page_url = urllib.parse.urljoin(index, f"{PINNED_PROJECT}/")
+    _log(f"fetching Mongoose {MONGOOSE_VERSION} from {PINNED_ARCHIVE} on {index}")
+    try:
+        page = json.loads(
+            _download(page_url, {"Accept": "application/vnd.pypi.simple.v1+json"})
+        )
+        entry = next(f for f in page.get("files", []) if f.get("filename") == PINNED_ARCHIVE)
+        archive_url = urllib.parse.urljoin(page_url, entry["url"])
+        archive = _download(archive_url)
+    except StopIteration:
+        raise MongooseSourceError(
+            _help(f"the package index {index} does not list {PINNED_ARCHIVE}.")
+        ) from None
+    except (OSError, ValueError, KeyError, urllib.error.URLError) as exc:
+        raise MongooseSourceError(
+            _help(f"downloading {PINNED_ARCHIVE} from {index} failed ({exc}).")
+        ) from exc
+    if _sha256(archive) != PINNED_ARCHIVE_SHA256:
+        raise MongooseSourceError(
+            _help(f"{PINNED_ARCHIVE} from {index} does not match its pinned sha256.")
+        )
+    extracted = {}
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        for name, (member, digest) in PINNED_MEMBERS.items():
+            handle = tar.extractfile(member)
+            data = handle.read() if handle is not None else b""
+            if _sha256(data) != digest:
+                raise MongooseSourceError(
+                    _help(f"{member} in {PINNED_ARCHIVE} does not match its pinned sha256.")
+                )
+            extracted[name] = data
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, data in extracted.items():
+        tmp = dest / f".{name}.part"
+        tmp.write_bytes(data)
+        tmp.replace(dest / name)
+
+
+def mongoose_source_dir() -> Path:
+    """The folder holding mongoose.c and mongoose.h, fetching them if need be."""
+    names = ("mongoose.c", "mongoose.h")
+    user_dir = os.environ.get("MONGOOSE_SRC")
+    if user_dir:
+        folder = Path(user_dir).expanduser().resolve()
+        missing = [n for n in names if not (folder / n).is_file()]
+        if missing:
+            raise MongooseSourceError(
+                _help(f"MONGOOSE_SRC={user_dir} has no {' or '.join(missing)}.")
+            )
+        return folder
+    if all((CSRC / n).is_file() for n in names):
+        return CSRC
+    fetch_pinned_source(CSRC)
+    return CSRC
+
+
+def _read_cdefs() -> str:
+    return "\n".join((CSRC / name).read_text() for name in CDEF_HEADERS)
+
+
+def _build_path(path: Path) -> str:
+    """Paths under the project are given relative to it, as setuptools prefers."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def make_ffibuilder() -> FFI:
+    """The FFI that builds ``pymongoose._mongoose_cffi``."""
+    source_dir = mongoose_source_dir()
+    builder = FFI()
+    builder.cdef(_read_cdefs())
+    builder.set_source(
+        "pymongoose._mongoose_cffi",
+        '#include "mongoose.h"\n#include "glue.h"\n',
+        sources=[_build_path(source_dir / "mongoose.c")]
+        + [_build_path(CSRC / s) for s in GLUE_SOURCES],
+        include_dirs=[_build_path(source_dir), _build_path(CSRC)],
+        define_macros=DEFINES,
+        extra_compile_args=COMPILE_ARGS,
+    )
+    return builder
+
+
+try:
+    ffibuilder = make_ffibuilder()
+except MongooseSourceError as _error:
+    # setuptools imports this module for every command; fail with the one paragraph.
+    sys.exit(f"error: {_error}")
+
+if __name__ == "__main__":
+    # Development build in place: `python build_ffi.py` (run from the project folder).
+    os.chdir(ROOT)
+    ffibuilder.compile(tmpdir=".", verbose=True)

@@ -1,0 +1,93 @@
+/* pymongoose C glue: the part of the binding that is cheaper in C than in
+ * Python. It owns event routing (which events cross into Python), the
+ * per-connection routing state, and a few helpers that would otherwise cost
+ * several Python-to-C calls each.
+ *
+ * This file is read twice: by the C compiler (glue.c includes it after
+ * mongoose.h) and by cffi as a cdef. It therefore holds plain declarations
+ * only: no preprocessor lines, no inline code. */
+
+/* The manager wrapper is opaque to Python; see glue.c. */
+struct pymg_manager;
+
+/* Protocols a connection can speak, chosen at listen/connect time. */
+enum pymg_proto {
+  PYMG_PROTO_RAW = 0,  /* plain TCP or UDP: MG_EV_READ only */
+  PYMG_PROTO_HTTP = 1, /* HTTP parsing: MG_EV_HTTP_MSG and friends */
+  PYMG_PROTO_WS = 2    /* WebSocket client: sends the upgrade handshake */
+};
+
+/* Largest payload pymg_wakeup() passes on. */
+enum { PYMG_WAKEUP_MAX = 32768 };
+
+/* Bits of pymg_conn_flags(): Mongoose's bit-fields, which cffi cannot read. */
+enum pymg_conn_flag {
+  PYMG_LISTENING = 1,
+  PYMG_CLIENT = 2,
+  PYMG_ACCEPTED = 4,
+  PYMG_UDP = 8,
+  PYMG_TLS = 16,
+  PYMG_WEBSOCKET = 32,
+  PYMG_DRAINING = 64,
+  PYMG_CLOSING = 128,
+  PYMG_FULL = 256,
+  PYMG_READABLE = 512,
+  PYMG_WRITABLE = 1024,
+  PYMG_RESOLVING = 2048,
+  PYMG_CONNECTING = 4096,
+  PYMG_TLS_HS = 8192
+};
+
+/* An address as Python wants it: raw IP bytes, host-order port. */
+struct pymg_addr {
+  unsigned char ip[16];
+  unsigned short port;
+  unsigned char is_ip6;
+};
+
+/* Manager life cycle. `slot` is the Python-side index that pymg_on_event
+ * receives, so Python finds its Manager without a pointer lookup. */
+struct pymg_manager *pymg_manager_new(unsigned slot, int enable_wakeup);
+void pymg_manager_free(struct pymg_manager *m);
+struct mg_mgr *pymg_manager_mgr(struct pymg_manager *m);
+void pymg_poll(struct pymg_manager *m, int timeout_ms);
+unsigned long pymg_wakeup_id(struct pymg_manager *m);
+int pymg_wakeup(struct pymg_manager *m, unsigned long conn_id, const char *buf, size_t len);
+
+/* The connection whose event is being dispatched right now (Python needs the
+ * pointer only once, when it first wraps a connection). */
+struct mg_connection *pymg_event_conn(struct pymg_manager *m);
+
+/* Opening connections. `interest` is a bit mask of MG_EV_* codes below 64
+ * that are routed to Python (codes from 64 up always are). pymg_listen stores
+ * errno (0 when the URL itself was refused) in *err when it returns NULL. */
+struct mg_connection *pymg_listen(struct pymg_manager *m, const char *url, int proto,
+                                  uint64_t interest, int *err);
+struct mg_connection *pymg_connect(struct pymg_manager *m, const char *url, int proto,
+                                   uint64_t interest, const char *ws_headers);
+
+/* Routing state of one connection. */
+void pymg_set_interest(struct mg_connection *c, uint64_t interest);
+uint64_t pymg_get_interest(struct mg_connection *c);
+unsigned long pymg_origin_id(struct mg_connection *c);
+
+/* Connection state. */
+unsigned pymg_conn_flags(struct mg_connection *c);
+void pymg_conn_close(struct mg_connection *c);
+void pymg_conn_drain(struct mg_connection *c);
+int pymg_conn_addr(struct mg_connection *c, int remote, struct pymg_addr *out);
+size_t pymg_recv_consume(struct mg_connection *c, size_t len);
+
+/* HTTP helpers. pymg_http_reply writes status line, `headers` (already
+ * "Name: value\r\n" lines), Content-Length and body in one go. */
+void pymg_http_reply(struct mg_connection *c, int status, const char *headers,
+                     size_t headers_len, const char *body, size_t body_len);
+void pymg_http_serve(struct mg_connection *c, struct mg_http_message *hm, const char *path,
+                     int is_file, const char *extra_headers, const char *mime_types,
+                     const char *page404);
+void pymg_ws_upgrade(struct mg_connection *c, struct mg_http_message *hm,
+                     const char *extra_headers);
+int pymg_http_status(struct mg_http_message *hm);
+
+/* Mongoose's own log lines: level, and where they go (stderr, line by line). */
+void pymg_log_init(int level);

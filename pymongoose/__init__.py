@@ -1,0 +1,112 @@
+"""pymongoose: Python bindings for Mongoose, the embedded C networking library.
+
+Built with CFFI, so it runs on CPython and PyPy alike. The API follows cymongoose's
+where the two overlap: switching is a one-line import change.
+"""
+
+from __future__ import annotations
+
+from . import _dispatch  # noqa: F401 - registers the C-to-Python entry point
+from .connection import Connection, EventHandler
+from .constants import (
+    MG_EV_ACCEPT,
+    MG_EV_CLOSE,
+    MG_EV_CONNECT,
+    MG_EV_ERROR,
+    MG_EV_HTTP_HDRS,
+    MG_EV_HTTP_MSG,
+    MG_EV_MDNS_REQ,
+    MG_EV_MDNS_RESP,
+    MG_EV_MODBUS_REQ,
+    MG_EV_MQTT_CMD,
+    MG_EV_MQTT_MSG,
+    MG_EV_MQTT_OPEN,
+    MG_EV_OPEN,
+    MG_EV_POLL,
+    MG_EV_READ,
+    MG_EV_RESOLVE,
+    MG_EV_SNTP_TIME,
+    MG_EV_TLS_HS,
+    MG_EV_USER,
+    MG_EV_WAKEUP,
+    MG_EV_WRITE,
+    MG_EV_WS_CTL,
+    MG_EV_WS_MSG,
+    MG_EV_WS_OPEN,
+    MG_LL_DEBUG,
+    MG_LL_ERROR,
+    MG_LL_INFO,
+    MG_LL_NONE,
+    MG_LL_VERBOSE,
+    WEBSOCKET_OP_BINARY,
+    WEBSOCKET_OP_CLOSE,
+    WEBSOCKET_OP_CONTINUE,
+    WEBSOCKET_OP_PING,
+    WEBSOCKET_OP_PONG,
+    WEBSOCKET_OP_TEXT,
+    event_name,
+)
+from .errors import (
+    ConnectError,
+    ConnectionClosedError,
+    ListenError,
+    ManagerClosedError,
+    MessageExpiredError,
+    PymongooseError,
+)
+from .manager import ALL_EVENTS, Manager
+from .messages import HttpMessage, WsMessage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALL_EVENTS",
+    "MG_EV_ACCEPT",
+    "MG_EV_CLOSE",
+    "MG_EV_CONNECT",
+    "MG_EV_ERROR",
+    "MG_EV_HTTP_HDRS",
+    "MG_EV_HTTP_MSG",
+    "MG_EV_MDNS_REQ",
+    "MG_EV_MDNS_RESP",
+    "MG_EV_MODBUS_REQ",
+    "MG_EV_MQTT_CMD",
+    "MG_EV_MQTT_MSG",
+    "MG_EV_MQTT_OPEN",
+    "MG_EV_OPEN",
+    "MG_EV_POLL",
+    "MG_EV_READ",
+    "MG_EV_RESOLVE",
+    "MG_EV_SNTP_TIME",
+    "MG_EV_TLS_HS",
+    "MG_EV_USER",
+    "MG_EV_WAKEUP",
+    "MG_EV_WRITE",
+    "MG_EV_WS_CTL",
+    "MG_EV_WS_MSG",
+    "MG_EV_WS_OPEN",
+    "MG_LL_DEBUG",
+    "MG_LL_ERROR",
+    "MG_LL_INFO",
+    "MG_LL_NONE",
+    "MG_LL_VERBOSE",
+    "WEBSOCKET_OP_BINARY",
+    "WEBSOCKET_OP_CLOSE",
+    "WEBSOCKET_OP_CONTINUE",
+    "WEBSOCKET_OP_PING",
+    "WEBSOCKET_OP_PONG",
+    "WEBSOCKET_OP_TEXT",
+    "ConnectError",
+    "Connection",
+    "ConnectionClosedError",
+    "EventHandler",
+    "HttpMessage",
+    "ListenError",
+    "Manager",
+    "ManagerClosedError",
+    "MessageExpiredError",
+    "PymongooseError",
+    "WsMessage",
+    "__version__",
+    "event_name",
+]

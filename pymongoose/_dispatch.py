@@ -1,0 +1,34 @@
+"""The one entry point from C into Python: every routed event arrives here.
+
+The C glue (csrc/glue.c) has already dropped the events nobody asked for; what
+reaches this function goes straight to the Manager that owns the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Optional
+
+from ._ffi import ffi
+
+if TYPE_CHECKING:
+    from .manager import Manager
+
+#: Live managers by the slot number their C side carries.
+MANAGERS: dict[int, Manager] = {}
+
+_log = logging.getLogger("pymongoose")
+
+
+def _on_escape(exc_type: type[BaseException], exc: BaseException,
+               tb: Optional[TracebackType]) -> None:
+    # Handler errors are caught by Manager; anything reaching here is our own bug.
+    _log.error("pymongoose: internal error in event dispatch", exc_info=(exc_type, exc, tb))
+
+
+@ffi.def_extern(onerror=_on_escape)  # type: ignore[misc]
+def pymg_on_event(mgr_slot: int, conn_id: int, ev: int, ev_data: Any) -> None:
+    manager = MANAGERS.get(mgr_slot)
+    if manager is not None:
+        manager._dispatch(conn_id, ev, ev_data)

@@ -1,0 +1,429 @@
+"""Connection: one Mongoose connection (listener, accepted peer or outbound client)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+
+from ._ffi import ffi, lib
+from .constants import (
+    WEBSOCKET_OP_BINARY,
+    WEBSOCKET_OP_CLOSE,
+    WEBSOCKET_OP_CONTINUE,
+    WEBSOCKET_OP_PING,
+    WEBSOCKET_OP_PONG,
+    WEBSOCKET_OP_TEXT,
+)
+from .errors import ConnectionClosedError
+from .messages import HttpMessage
+
+if TYPE_CHECKING:
+    from .manager import Manager
+
+__all__ = ["Connection", "EventHandler", "Headers"]
+
+#: ``handler(conn, ev, data)``: the signature of every event handler.
+EventHandler = Callable[["Connection", int, Any], Any]
+#: Headers as a mapping or as ``(name, value)`` pairs.
+Headers = Union[Mapping[str, str], Iterable[tuple[str, str]]]
+
+_WS_OPS = frozenset(
+    {
+        WEBSOCKET_OP_CONTINUE,
+        WEBSOCKET_OP_TEXT,
+        WEBSOCKET_OP_BINARY,
+        WEBSOCKET_OP_CLOSE,
+        WEBSOCKET_OP_PING,
+        WEBSOCKET_OP_PONG,
+    }
+)
+_PLAIN_TEXT = b"Content-Type: text/plain; charset=utf-8\r\n"
+_JSON = b"Content-Type: application/json\r\n"
+
+_F_LISTENING = lib.PYMG_LISTENING
+_F_CLIENT = lib.PYMG_CLIENT
+_F_UDP = lib.PYMG_UDP
+_F_TLS = lib.PYMG_TLS
+_F_WEBSOCKET = lib.PYMG_WEBSOCKET
+_F_DRAINING = lib.PYMG_DRAINING
+_F_CLOSING = lib.PYMG_CLOSING
+_F_FULL = lib.PYMG_FULL
+_F_READABLE = lib.PYMG_READABLE
+_F_WRITABLE = lib.PYMG_WRITABLE
+
+
+def _check_header_part(text: str, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise TypeError(f"header {what} must be str, not {type(text).__name__}")
+    if "\r" in text or "\n" in text:
+        raise ValueError(f"header {what} {text!r} contains a line break")
+    return text.encode("latin-1")
+
+
+def format_headers(headers: Optional[Headers], *, forbid: tuple[str, ...] = ()) -> bytes:
+    """``Name: value\\r\\n`` lines for ``headers``, refusing line breaks (header injection)."""
+    if headers is None:
+        return b""
+    if isinstance(headers, str):
+        raise TypeError("headers must be a mapping or (name, value) pairs, not str")
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    lines = []
+    for name, value in items:
+        raw_name = _check_header_part(name, "name")
+        if not raw_name or b":" in raw_name:
+            raise ValueError(f"invalid header name {name!r}")
+        if name.lower() in forbid:
+            raise ValueError(f"the {name} header is set by pymongoose itself")
+        lines.append(raw_name + b": " + _check_header_part(value, "value") + b"\r\n")
+    return b"".join(lines)
+
+
+def _has_header(raw: bytes, name: bytes) -> bool:
+    return any(line.lower().startswith(name + b":") for line in raw.split(b"\r\n"))
+
+
+def _extra_headers_text(extra: Union[str, Headers, None]) -> bytes:
+    """Extra response headers given as a str of CRLF lines or as a mapping."""
+    if extra is None or extra == "":
+        return b""
+    if isinstance(extra, str):
+        text = extra.replace("\r\n", "\n").strip("\n")
+        return format_headers(
+            [tuple(p.strip() for p in line.split(":", 1)) for line in text.split("\n")]  # type: ignore[misc]
+        )
+    return format_headers(extra)
+
+
+def _format_addr(addr: Any) -> tuple[str, int, bool]:
+    if addr.is_ip6:
+        ip = socket.inet_ntop(socket.AF_INET6, bytes(ffi.buffer(addr.ip, 16)))
+    else:
+        ip = socket.inet_ntop(socket.AF_INET, bytes(ffi.buffer(addr.ip, 4)))
+    return ip, int(addr.port), bool(addr.is_ip6)
+
+
+class Connection:
+    """One Mongoose connection; handed to every event handler as its first argument.
+
+    A Connection is valid until its ``MG_EV_CLOSE`` event has been handled. After that,
+    methods that need the C connection raise :class:`ConnectionClosedError`, and
+    ``is_closing`` stays True.
+    """
+
+    __slots__ = ("__weakref__", "_c", "_handler", "_id", "_interest", "_manager", "userdata")
+
+    def __init__(self, manager: Manager, c: Any, handler: Optional[EventHandler],
+                 interest: int) -> None:
+        self._manager = manager
+        self._c: Any = c
+        self._id: int = int(c.id)
+        self._handler = handler
+        self._interest = interest
+        #: Anything you want to keep with this connection.
+        self.userdata: Any = None
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def _live(self) -> Any:
+        c = self._c
+        if c is None:
+            raise ConnectionClosedError(f"connection {self._id} is closed")
+        return c
+
+    def _detach(self) -> None:
+        self._c = None
+
+    # -- identity and state -------------------------------------------------------------
+
+    @property
+    def id(self) -> int:
+        """Mongoose's connection id: unique within its Manager, never reused."""
+        return self._id
+
+    @property
+    def handler(self) -> Optional[EventHandler]:
+        """The handler that receives this connection's events."""
+        return self._handler
+
+    def set_handler(self, handler: Optional[EventHandler], *,
+                    events: Optional[Iterable[int]] = None) -> None:
+        """Route this connection's events to ``handler``.
+
+        ``events``: the MG_EV_* codes to deliver (default: all). A listener's handler
+        and events are inherited by the connections it accepts from then on.
+        """
+        from .manager import interest_mask
+
+        c = self._live()
+        if handler is not None and not callable(handler):
+            raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+        interest = interest_mask(handler, events)
+        self._handler = handler
+        self._interest = interest
+        lib.pymg_set_interest(c, interest)
+
+    def _flags(self) -> int:
+        c = self._c
+        return lib.pymg_conn_flags(c) if c is not None else _F_CLOSING  # type: ignore[no-any-return]
+
+    @property
+    def is_closed(self) -> bool:
+        """True once Mongoose has closed and freed the connection."""
+        return self._c is None
+
+    @property
+    def is_listening(self) -> bool:
+        """True for a listening connection."""
+        return bool(self._flags() & _F_LISTENING)
+
+    @property
+    def is_closing(self) -> bool:
+        """True when the connection is being closed (or is closed)."""
+        return bool(self._flags() & _F_CLOSING)
+
+    @property
+    def is_client(self) -> bool:
+        """True for an outbound connection made with connect()."""
+        return bool(self._flags() & _F_CLIENT)
+
+    @property
+    def is_udp(self) -> bool:
+        """True for a UDP connection."""
+        return bool(self._flags() & _F_UDP)
+
+    @property
+    def is_tls(self) -> bool:
+        """True when the connection uses TLS."""
+        return bool(self._flags() & _F_TLS)
+
+    @property
+    def is_websocket(self) -> bool:
+        """True once the connection speaks WebSocket."""
+        return bool(self._flags() & _F_WEBSOCKET)
+
+    @property
+    def is_draining(self) -> bool:
+        """True after drain(): sending what is buffered, then closing."""
+        return bool(self._flags() & _F_DRAINING)
+
+    @property
+    def is_full(self) -> bool:
+        """True when Mongoose paused reading because the receive buffer is full."""
+        return bool(self._flags() & _F_FULL)
+
+    @property
+    def is_readable(self) -> bool:
+        """True when the socket had data to read at the last poll."""
+        return bool(self._flags() & _F_READABLE)
+
+    @property
+    def is_writable(self) -> bool:
+        """True when the socket could be written at the last poll."""
+        return bool(self._flags() & _F_WRITABLE)
+
+    @property
+    def local_addr(self) -> Optional[tuple[str, int, bool]]:
+        """``(ip, port, is_ipv6)`` of our end; for a listener on port 0, the real port."""
+        c = self._c
+        if c is None:
+            return None
+        addr = ffi.new("struct pymg_addr *")
+        lib.pymg_conn_addr(c, 0, addr)
+        return _format_addr(addr)
+
+    @property
+    def remote_addr(self) -> Optional[tuple[str, int, bool]]:
+        """``(ip, port, is_ipv6)`` of the peer."""
+        c = self._c
+        if c is None:
+            return None
+        addr = ffi.new("struct pymg_addr *")
+        lib.pymg_conn_addr(c, 1, addr)
+        return _format_addr(addr)
+
+    @property
+    def recv_len(self) -> int:
+        """Bytes waiting in the receive buffer."""
+        c = self._c
+        return int(c.recv.len) if c is not None else 0
+
+    @property
+    def send_len(self) -> int:
+        """Bytes waiting in the send buffer."""
+        c = self._c
+        return int(c.send.len) if c is not None else 0
+
+    @property
+    def recv_size(self) -> int:
+        """Allocated size of the receive buffer."""
+        c = self._c
+        return int(c.recv.size) if c is not None else 0
+
+    @property
+    def send_size(self) -> int:
+        """Allocated size of the send buffer."""
+        c = self._c
+        return int(c.send.size) if c is not None else 0
+
+    # -- raw data -----------------------------------------------------------------------
+
+    def send(self, data: Union[bytes, bytearray, memoryview, str]) -> None:
+        """Queue raw bytes for sending (str is UTF-8 encoded)."""
+        c = self._live()
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        elif not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
+        if len(data) and not lib.mg_send(c, ffi.from_buffer(data), len(data)):
+            raise MemoryError(f"connection {self._id}: cannot grow the send buffer")
+
+    def recv_data(self, length: int = -1, *, consume: bool = False) -> bytes:
+        """A copy of up to ``length`` bytes (-1: all) of the receive buffer.
+
+        Raw TCP/UDP handlers read in ``MG_EV_READ``; pass ``consume=True`` to also remove
+        what was returned from the buffer (otherwise it stays, and grows).
+        """
+        c = self._live()
+        available = int(c.recv.len)
+        n = available if length < 0 else min(length, available)
+        data = ffi.unpack(ffi.cast("char *", c.recv.buf), n) if n else b""
+        if consume and n:
+            lib.pymg_recv_consume(c, n)
+        return data  # type: ignore[no-any-return]
+
+    def send_data(self, length: int = -1) -> bytes:
+        """A copy of up to ``length`` bytes (-1: all) of the send buffer, not yet sent."""
+        c = self._live()
+        available = int(c.send.len)
+        n = available if length < 0 else min(length, available)
+        return ffi.unpack(ffi.cast("char *", c.send.buf), n) if n else b""  # type: ignore[no-any-return]
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    def reply(self, status_code: int, body: Union[bytes, str] = b"",
+              headers: Optional[Headers] = None) -> None:
+        """Send a complete HTTP response with Content-Length.
+
+        ``Content-Type: text/plain; charset=utf-8`` is added unless ``headers`` name a
+        Content-Type.
+        """
+        c = self._live()
+        if not isinstance(status_code, int) or isinstance(status_code, bool):
+            raise TypeError(f"status_code must be int, not {type(status_code).__name__}")
+        if not 100 <= status_code <= 999:
+            raise ValueError(f"status_code must be between 100 and 999, not {status_code}")
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        elif not isinstance(body, (bytes, bytearray, memoryview)):
+            raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
+        if headers is None:
+            head = _PLAIN_TEXT
+        else:
+            head = format_headers(headers, forbid=("content-length",))
+            if not _has_header(head, b"content-type"):
+                head += _PLAIN_TEXT
+        lib.pymg_http_reply(c, status_code, head, len(head), ffi.from_buffer(body), len(body))
+
+    def reply_json(self, data: Any, status_code: int = 200,
+                   headers: Optional[Headers] = None) -> None:
+        """Send ``data`` serialised with ``json.dumps`` as ``application/json``."""
+        c = self._live()
+        if not isinstance(status_code, int) or not 100 <= status_code <= 999:
+            raise ValueError(f"status_code must be an int between 100 and 999, not {status_code!r}")
+        body = json.dumps(data).encode("utf-8")
+        extra = b"" if headers is None else format_headers(
+            [(k, v) for k, v in (headers.items() if isinstance(headers, Mapping) else headers)
+             if k.lower() != "content-type"],
+            forbid=("content-length",),
+        )
+        head = _JSON + extra
+        lib.pymg_http_reply(c, status_code, head, len(head), body, len(body))
+
+    def _serve(self, message: HttpMessage, path: str, is_file: bool, extra_headers: Any,
+               mime_types: str, page404: str, caller: str) -> None:
+        c = self._live()
+        if not isinstance(message, HttpMessage):
+            raise TypeError(f"{caller} needs the HttpMessage of an MG_EV_HTTP_MSG event, "
+                            f"not {type(message).__name__}")
+        hm = message._live()
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"{caller}: path must be str or os.PathLike")
+        fs_path = os.fspath(path)
+        if not is_file and not os.path.isdir(fs_path):
+            raise FileNotFoundError(f"{caller}: root_dir {fs_path!r} is not a directory")
+        if not isinstance(mime_types, str) or not isinstance(page404, str):
+            raise TypeError(f"{caller}: mime_types and page404 must be str")
+        extra = _extra_headers_text(extra_headers)
+        lib.pymg_http_serve(c, hm, os.fsencode(fs_path), int(is_file), extra,
+                            mime_types.encode("utf-8"), os.fsencode(page404))
+
+    def serve_dir(self, message: HttpMessage, root_dir: str, extra_headers: Any = "",
+                  mime_types: str = "", page404: str = "") -> None:
+        """Answer ``message`` with a file under ``root_dir`` (Mongoose's static handler).
+
+        Handles index.html, MIME types, ETag / If-None-Match (304), Range (206) and refuses
+        paths that escape ``root_dir``. ``mime_types``: extra ``"ext=type,..."`` pairs;
+        ``extra_headers``: CRLF-separated lines or a mapping; ``page404``: a file to send
+        for missing paths.
+        """
+        self._serve(message, root_dir, False, extra_headers, mime_types, page404, "serve_dir")
+
+    def serve_file(self, message: HttpMessage, path: str, extra_headers: Any = "",
+                   mime_types: str = "") -> None:
+        """Answer ``message`` with one file (ETag, 304, Range and MIME type as serve_dir)."""
+        self._serve(message, path, True, extra_headers, mime_types, "", "serve_file")
+
+    # -- WebSocket ----------------------------------------------------------------------
+
+    def ws_upgrade(self, message: HttpMessage,
+                   extra_headers: Optional[Headers] = None) -> None:
+        """Answer an HTTP request with the WebSocket handshake; MG_EV_WS_OPEN follows."""
+        c = self._live()
+        if not isinstance(message, HttpMessage):
+            raise TypeError("ws_upgrade needs the HttpMessage of an MG_EV_HTTP_MSG event, "
+                            f"not {type(message).__name__}")
+        hm = message._live()
+        lib.pymg_ws_upgrade(c, hm, format_headers(extra_headers))
+
+    def ws_send(self, data: Union[bytes, str], op: int = WEBSOCKET_OP_TEXT) -> int:
+        """Send one WebSocket frame; returns the bytes queued (header included)."""
+        c = self._live()
+        if op not in _WS_OPS:
+            raise ValueError(f"op must be one of the WEBSOCKET_OP_* codes, not {op!r}")
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        elif not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
+        return int(lib.mg_ws_send(c, ffi.from_buffer(data), len(data), op))
+
+    # -- closing ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close now: Mongoose frees the connection at the next poll (MG_EV_CLOSE)."""
+        c = self._c
+        if c is not None:
+            lib.pymg_conn_close(c)
+
+    def drain(self) -> None:
+        """Close gracefully: stop reading, send what is buffered, then close."""
+        lib.pymg_conn_drain(self._live())
+
+    def __repr__(self) -> str:
+        if self._c is None:
+            return f"<Connection id={self._id} closed>"
+        flags = self._flags()
+        kind = ("listening" if flags & _F_LISTENING else
+                "client" if flags & _F_CLIENT else "accepted")
+        proto = "udp" if flags & _F_UDP else "tcp"
+        if flags & _F_WEBSOCKET:
+            proto = "ws"
+        local = self.local_addr
+        remote = self.remote_addr
+        where = f"{local[0]}:{local[1]}" if local else "?"
+        if remote and remote[1]:
+            where += f" <-> {remote[0]}:{remote[1]}"
+        state = " closing" if flags & _F_CLOSING else ""
+        return f"<Connection id={self._id} {kind} {proto} {where}{state}>"

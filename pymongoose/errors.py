@@ -1,0 +1,44 @@
+"""Exceptions raised by pymongoose."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConnectError",
+    "ConnectionClosedError",
+    "ListenError",
+    "ManagerClosedError",
+    "MessageExpiredError",
+    "PymongooseError",
+]
+
+
+class PymongooseError(Exception):
+    """Base class of every pymongoose-specific exception."""
+
+
+class ListenError(PymongooseError, OSError, RuntimeError):
+    """A listener could not be opened (busy port, bad address or URL).
+
+    An ``OSError`` (``errno`` is set when the system gave one); also a
+    ``RuntimeError`` for code written against cymongoose.
+    """
+
+
+class ConnectError(PymongooseError, OSError, RuntimeError):
+    """An outbound connection could not even be started (bad URL, out of memory).
+
+    Also a ``RuntimeError``, as cymongoose raised.
+    """
+
+
+class ManagerClosedError(PymongooseError, RuntimeError):
+    """The Manager was closed; it and its connections can no longer be used."""
+
+
+class ConnectionClosedError(PymongooseError, RuntimeError):
+    """The Connection is closed; Mongoose has freed it."""
+
+
+class MessageExpiredError(PymongooseError, RuntimeError):
+    """A message view was used after the event handler that received it returned."""
+

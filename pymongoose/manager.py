@@ -1,0 +1,450 @@
+"""Manager: one Mongoose event loop and the connections it owns."""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterable
+from types import FrameType
+from typing import Any, Callable, Optional, Union
+
+from . import _dispatch
+from ._ffi import NULL, ffi, lib, mg_str_bytes
+from .connection import Connection, EventHandler, format_headers
+from .constants import (
+    MG_EV_CLOSE,
+    MG_EV_ERROR,
+    MG_EV_HTTP_HDRS,
+    MG_EV_HTTP_MSG,
+    MG_EV_MQTT_OPEN,
+    MG_EV_OPEN,
+    MG_EV_SNTP_TIME,
+    MG_EV_WAKEUP,
+    MG_EV_WS_CTL,
+    MG_EV_WS_MSG,
+    MG_EV_WS_OPEN,
+    MG_LL_ERROR,
+    event_name,
+)
+from .errors import ConnectError, ListenError, ManagerClosedError
+from .messages import HttpMessage, WsMessage, _MessageView
+
+__all__ = ["ALL_EVENTS", "Manager", "interest_mask"]
+
+_log = logging.getLogger("pymongoose")
+
+#: Interest mask that routes every event to Python (the default).
+ALL_EVENTS = (1 << 64) - 1
+
+ErrorHandler = Callable[[BaseException], Any]
+
+_HTTP_SCHEMES = frozenset({"http", "https", "ws", "wss"})
+_KNOWN_SCHEMES = _HTTP_SCHEMES | {"tcp", "udp", "tls", "ssl", "mqtt", "mqtts"}
+_slots = itertools.count(1)
+
+# Mongoose logs to stdout at DEBUG level unless told otherwise.
+lib.pymg_log_init(MG_LL_ERROR)
+
+
+def interest_mask(handler: Optional[EventHandler], events: Optional[Iterable[int]]) -> int:
+    """The C-side interest mask for ``handler`` wanting ``events`` (None: all of them)."""
+    if handler is None:
+        return 0
+    if events is None:
+        return ALL_EVENTS
+    if isinstance(events, int):
+        raise TypeError("events must be an iterable of MG_EV_* codes, e.g. (MG_EV_HTTP_MSG,)")
+    mask = 0
+    for ev in events:
+        if not isinstance(ev, int) or ev < 0:
+            raise ValueError(f"events must hold MG_EV_* codes, not {ev!r}")
+        if ev < 64:  # codes from 64 up always reach Python
+            mask |= 1 << ev
+    return mask
+
+
+def _http_message(ev_data: Any) -> HttpMessage:
+    return HttpMessage(ffi.cast("struct mg_http_message *", ev_data))
+
+
+def _ws_message(ev_data: Any) -> WsMessage:
+    return WsMessage(ffi.cast("struct mg_ws_message *", ev_data))
+
+
+def _error_text(ev_data: Any) -> str:
+    return ffi.string(ffi.cast("char *", ev_data)).decode("utf-8", "replace")  # type: ignore[no-any-return]
+
+
+def _wakeup_bytes(ev_data: Any) -> bytes:
+    return mg_str_bytes(ffi.cast("struct mg_str *", ev_data))
+
+
+def _first_int(ctype: str) -> Callable[[Any], int]:
+    def convert(ev_data: Any) -> int:
+        return int(ffi.cast(ctype, ev_data)[0])
+    return convert
+
+
+#: How each event's ``ev_data`` becomes the handler's ``data`` (absent: None).
+_EVENT_DATA: dict[int, Callable[[Any], Any]] = {
+    MG_EV_HTTP_MSG: _http_message,
+    MG_EV_HTTP_HDRS: _http_message,
+    MG_EV_WS_OPEN: _http_message,
+    MG_EV_WS_MSG: _ws_message,
+    MG_EV_WS_CTL: _ws_message,
+    MG_EV_ERROR: _error_text,
+    MG_EV_WAKEUP: _wakeup_bytes,
+    MG_EV_MQTT_OPEN: _first_int("int *"),
+    MG_EV_SNTP_TIME: _first_int("uint64_t *"),
+}
+
+
+def _check_url(url: object, what: str) -> tuple[str, bytes]:
+    if not isinstance(url, str):
+        raise TypeError(f"{what} URL must be str, not {type(url).__name__}")
+    if not url or "\0" in url or any(ch.isspace() for ch in url):
+        raise ValueError(f"{what} URL {url!r} is empty or contains spaces or NUL")
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme and scheme not in _KNOWN_SCHEMES:
+        raise ValueError(
+            f"{what} URL {url!r}: unknown scheme {scheme!r} "
+            f"(use one of {', '.join(sorted(_KNOWN_SCHEMES))})"
+        )
+    return scheme, url.encode("utf-8")
+
+
+def _wants_http(scheme: str, http: Optional[bool], url: str) -> bool:
+    if http is None:
+        return scheme in _HTTP_SCHEMES
+    if http and scheme == "udp":
+        raise ValueError(f"{url!r}: HTTP does not run over UDP")
+    return bool(http)
+
+
+class Manager:
+    """A Mongoose event loop: opens connections and routes their events to handlers.
+
+    ``handler(conn, ev, data)`` receives the events of every connection that has no
+    handler of its own. ``events`` (keyword only) limits which MG_EV_* codes reach it;
+    the others are dropped in C, which is the fast path. ``error_handler(exc)`` receives
+    exceptions raised by handlers; without it they are logged to the ``pymongoose``
+    logger with their traceback. Either way the loop keeps running.
+
+    A Manager and its connections belong to the thread that polls it; from other threads
+    use :meth:`wakeup` (with ``enable_wakeup=True``).
+    """
+
+    def __init__(self, handler: Optional[EventHandler] = None, enable_wakeup: bool = False,
+                 error_handler: Optional[ErrorHandler] = None, *,
+                 events: Optional[Iterable[int]] = None) -> None:
+        if handler is not None and not callable(handler):
+            raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+        if error_handler is not None and not callable(error_handler):
+            raise TypeError(f"error_handler must be callable, not {type(error_handler).__name__}")
+        self._handler = handler
+        self._interest = interest_mask(handler, events)
+        self._error_handler = error_handler
+        self._conns: dict[int, Connection] = {}
+        self._opening: tuple[Optional[EventHandler], int] = (None, 0)
+        self._depth = 0  # > 0 while C is inside a call that may dispatch events
+        self._polling = False
+        self._closing = False
+        self._close_requested = False
+        self._slot = next(_slots)
+        m = lib.pymg_manager_new(self._slot, 1 if enable_wakeup else 0)
+        if m == NULL:
+            raise OSError(errno.ENOMEM, "cannot create a Mongoose manager"
+                          + (" (the wakeup socket pair failed)" if enable_wakeup else ""))
+        self._m: Any = m
+        self._wakeup_enabled = bool(enable_wakeup)
+        _dispatch.MANAGERS[self._slot] = self
+
+    # -- event routing (called from _dispatch) ------------------------------------------
+
+    def _adopt(self, conn_id: int) -> Connection:
+        """Wrap the connection whose first event is being dispatched."""
+        c = lib.pymg_event_conn(self._m)
+        origin = lib.pymg_origin_id(c)
+        if origin:
+            listener = self._conns.get(origin)
+            if listener is not None:
+                handler, interest = listener._handler, listener._interest
+            else:
+                handler, interest = self._handler, self._interest
+        else:
+            handler, interest = self._opening
+        conn = Connection(self, c, handler, interest)
+        self._conns[conn_id] = conn
+        return conn
+
+    def _dispatch(self, conn_id: int, ev: int, ev_data: Any) -> None:
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            conn = self._adopt(conn_id)
+        handler = conn._handler
+        # C sends OPEN and CLOSE whatever the interest; everything else was asked for.
+        if handler is not None and (
+            (ev != MG_EV_OPEN and ev != MG_EV_CLOSE) or (conn._interest >> ev) & 1
+        ):
+            convert = _EVENT_DATA.get(ev)
+            data = convert(ev_data) if convert is not None and ev_data != NULL else None
+            self._depth += 1
+            try:
+                handler(conn, ev, data)
+            except Exception as exc:  # noqa: BLE001 - a handler never stops the loop
+                self._report(exc, conn, ev)
+            finally:
+                self._depth -= 1
+                if isinstance(data, _MessageView):
+                    data._retire()
+        if ev == MG_EV_CLOSE:
+            del self._conns[conn_id]
+            conn._detach()
+
+    def _report(self, exc: Exception, conn: Connection, ev: int) -> None:
+        if self._error_handler is not None:
+            try:
+                self._error_handler(exc)
+                return
+            except Exception:  # noqa: BLE001
+                _log.exception("error_handler raised while handling %r", exc)
+        _log.error("handler raised on %r during %s", conn, event_name(ev), exc_info=exc)
+
+    # -- state --------------------------------------------------------------------------
+
+    def _live(self) -> Any:
+        m = self._m
+        if m is None or self._closing:
+            raise ManagerClosedError("this Manager is closed")
+        return m
+
+    def _settle(self) -> None:
+        """Carry out a close() that a handler asked for while C was busy."""
+        if self._close_requested and self._depth == 0 and not self._polling:
+            self._free()
+
+    @property
+    def closed(self) -> bool:
+        """True once close() has run."""
+        return self._m is None
+
+    @property
+    def handler(self) -> Optional[EventHandler]:
+        """The default handler for connections that have none of their own."""
+        return self._handler
+
+    @property
+    def connections(self) -> tuple[Connection, ...]:
+        """A snapshot of the open connections, listeners included."""
+        return tuple(self._conns.values())
+
+    @property
+    def wakeup_id(self) -> int:
+        """Id of the internal wakeup connection, or 0 without ``enable_wakeup``."""
+        return int(lib.pymg_wakeup_id(self._live()))
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def poll(self, timeout_ms: int = 0) -> None:
+        """Run one iteration: wait up to ``timeout_ms`` for I/O, then dispatch events.
+
+        The GIL is released while Mongoose waits, so other threads run meanwhile.
+        """
+        m = self._live()
+        if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool):
+            raise TypeError(f"timeout_ms must be int, not {type(timeout_ms).__name__}")
+        if timeout_ms < 0:
+            raise ValueError(f"timeout_ms must be >= 0, not {timeout_ms}")
+        if self._polling:
+            raise RuntimeError("poll() cannot be called from inside an event handler")
+        self._polling = True
+        try:
+            lib.pymg_poll(m, timeout_ms)
+        finally:
+            self._polling = False
+        self._settle()
+
+    def run(self, poll_ms: int = 100) -> None:
+        """Poll until SIGINT or SIGTERM (or close()), then close the Manager.
+
+        Signal handlers are installed only when called from the main thread, and the
+        previous ones are restored on return.
+        """
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: Optional[FrameType]) -> None:
+            stop.set()
+
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, on_signal)
+        try:
+            while not stop.is_set() and not self.closed:
+                self.poll(poll_ms)
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+            self.close()
+
+    # -- opening connections ------------------------------------------------------------
+
+    def _route_for(self, handler: Optional[EventHandler],
+                   events: Optional[Iterable[int]]) -> tuple[Optional[EventHandler], int]:
+        if handler is None:
+            if events is not None:
+                return self._handler, interest_mask(self._handler, events)
+            return self._handler, self._interest
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+        return handler, interest_mask(handler, events)
+
+    def _open(self, route: tuple[Optional[EventHandler], int], call: Callable[[], Any]) -> Any:
+        """Run ``call`` (a C function that opens a connection) with ``route`` pending."""
+        self._opening = route
+        self._depth += 1
+        try:
+            return call()
+        finally:
+            self._depth -= 1
+            self._opening = (None, 0)
+
+    def _wrapper(self, c: Any) -> Connection:
+        conn = self._conns.get(int(c.id))
+        if conn is None:  # only if MG_EV_OPEN never came; wrap it now
+            conn = Connection(self, c, *self._opening)
+            self._conns[conn.id] = conn
+        self._settle()
+        return conn
+
+    def listen(self, url: str, handler: Optional[EventHandler] = None, *,
+               http: Optional[bool] = None, events: Optional[Iterable[int]] = None) -> Connection:
+        """Listen on ``url`` (``http://127.0.0.1:8000``, ``tcp://…``, ``udp://…``).
+
+        ``http`` defaults to True for http, https, ws and wss URLs. ``handler`` and
+        ``events`` override the Manager's for this listener and every connection it
+        accepts. Port 0 picks a free port: read it from ``local_addr``.
+
+        Raises ListenError (an OSError) naming the URL when the port is busy or the URL
+        cannot be listened on.
+        """
+        m = self._live()
+        scheme, raw_url = _check_url(url, "listen")
+        proto = lib.PYMG_PROTO_HTTP if _wants_http(scheme, http, url) else lib.PYMG_PROTO_RAW
+        route = self._route_for(handler, events)
+        err = ffi.new("int *")
+        c = self._open(route, lambda: lib.pymg_listen(m, raw_url, proto, route[1], err))
+        if c == NULL:
+            self._settle()
+            code = err[0]
+            if code:
+                raise ListenError(code, f"cannot listen on {url}: {os.strerror(code)}")
+            raise ListenError(
+                errno.EINVAL,
+                f"cannot listen on {url}: Mongoose refused the address (the host must be an "
+                "IP address or localhost, e.g. http://127.0.0.1:8000)",
+            )
+        return self._wrapper(c)
+
+    def connect(self, url: str, handler: Optional[EventHandler] = None, *,
+                http: Optional[bool] = None, events: Optional[Iterable[int]] = None) -> Connection:
+        """Open an outbound connection to ``url`` and return at once.
+
+        MG_EV_CONNECT follows when it is established, MG_EV_ERROR when it fails.
+        ``http`` defaults to True for http, https, ws and wss URLs (responses then
+        arrive as MG_EV_HTTP_MSG).
+        """
+        m = self._live()
+        scheme, raw_url = _check_url(url, "connect")
+        proto = lib.PYMG_PROTO_HTTP if _wants_http(scheme, http, url) else lib.PYMG_PROTO_RAW
+        route = self._route_for(handler, events)
+        c = self._open(route, lambda: lib.pymg_connect(m, raw_url, proto, route[1], NULL))
+        if c == NULL:
+            self._settle()
+            raise ConnectError(errno.ENOMEM, f"cannot connect to {url}: out of memory")
+        return self._wrapper(c)
+
+    def ws_connect(self, url: str, handler: Optional[EventHandler] = None, *,
+                   headers: Optional[dict[str, str]] = None,
+                   events: Optional[Iterable[int]] = None) -> Connection:
+        """Open a WebSocket client connection; MG_EV_WS_OPEN follows the handshake.
+
+        ``headers`` are added to the upgrade request.
+        """
+        m = self._live()
+        scheme, raw_url = _check_url(url, "ws_connect")
+        if scheme not in ("ws", "wss", "http", "https"):
+            raise ValueError(f"ws_connect URL {url!r} must start with ws:// or wss://")
+        extra = format_headers(headers)
+        route = self._route_for(handler, events)
+        c = self._open(route, lambda: lib.pymg_connect(m, raw_url, lib.PYMG_PROTO_WS, route[1],
+                                                       extra if extra else NULL))
+        if c == NULL:
+            self._settle()
+            raise ConnectError(errno.ENOMEM, f"cannot connect to {url}: out of memory")
+        return self._wrapper(c)
+
+    # -- threads ------------------------------------------------------------------------
+
+    def wakeup(self, connection_id: int, data: Union[bytes, str] = b"") -> bool:
+        """From any thread: deliver MG_EV_WAKEUP with ``data`` to a connection of this Manager.
+
+        Needs ``Manager(enable_wakeup=True)``. Returns False when the message could not
+        be queued. ``data`` is at most 32 KiB.
+        """
+        m = self._live()
+        if not self._wakeup_enabled:
+            raise RuntimeError("wakeup() needs Manager(enable_wakeup=True)")
+        if not isinstance(connection_id, int) or connection_id <= 0:
+            raise ValueError(f"connection_id must be a positive int, not {connection_id!r}")
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not isinstance(data, bytes):
+            raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
+        if len(data) > lib.PYMG_WAKEUP_MAX:
+            raise ValueError(f"wakeup data is limited to {lib.PYMG_WAKEUP_MAX} bytes")
+        return bool(lib.pymg_wakeup(m, connection_id, data, len(data)))
+
+    # -- closing ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every connection (each gets MG_EV_CLOSE) and free the Manager.
+
+        Safe to call twice. Called from inside a handler, it takes effect as soon as the
+        current poll() returns.
+        """
+        if self._m is None:
+            return
+        if self._depth or self._polling:
+            self._close_requested = True
+            return
+        self._free()
+
+    def _free(self) -> None:
+        m = self._m
+        self._closing = True
+        self._depth += 1
+        try:
+            lib.pymg_manager_free(m)
+        finally:
+            self._depth -= 1
+            self._m = None
+            for conn in self._conns.values():
+                conn._detach()
+            self._conns.clear()
+            _dispatch.MANAGERS.pop(self._slot, None)
+
+    def __enter__(self) -> Manager:
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        self.close()
+        return False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._m is None else f"{len(self._conns)} connections"
+        return f"<Manager {state}>"

@@ -1,0 +1,199 @@
+"""Views over the messages Mongoose passes to event handlers.
+
+Mongoose reuses a message's memory as soon as the handler returns, so a view is
+valid only during the call that received it. Afterwards every access raises
+:class:`~pymongoose.errors.MessageExpiredError`; nothing reads freed memory. Copy
+what you need (``msg.body_bytes``, ``msg.headers()``) before returning.
+
+Bytes cross the boundary; strings are decoded only when a property asks for one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ._ffi import NULL, ffi, lib, mg_str_bytes
+from .errors import MessageExpiredError
+
+__all__ = ["HttpMessage", "WsMessage"]
+
+# URIs and query strings may carry any byte; surrogateescape keeps them round-trippable.
+_URI_ERRORS = "surrogateescape"
+
+
+class _MessageView:
+    """Common life cycle of a view: a C pointer until the handler returns."""
+
+    __slots__ = ("_ptr",)
+
+    _ptr: Any
+
+    def _live(self) -> Any:
+        ptr = self._ptr
+        if ptr is None:
+            raise MessageExpiredError(
+                f"{type(self).__name__} is only valid inside the event handler that received "
+                "it; copy what you need (e.g. body_bytes, headers()) before returning"
+            )
+        return ptr
+
+    def _retire(self) -> None:
+        self._ptr = None
+
+    @property
+    def is_valid(self) -> bool:
+        """True while the handler that received this message is still running."""
+        return self._ptr is not None
+
+    def __bool__(self) -> bool:
+        return self._ptr is not None
+
+
+class HttpMessage(_MessageView):
+    """An HTTP request or response (``MG_EV_HTTP_MSG``, ``MG_EV_HTTP_HDRS``, ``MG_EV_WS_OPEN``)."""
+
+    __slots__ = ()
+
+    def __init__(self, ptr: Any) -> None:
+        self._ptr = ptr
+
+    @property
+    def method(self) -> str:
+        """Request method (``"GET"``); for a response, its protocol (``"HTTP/1.1"``)."""
+        return mg_str_bytes(self._live().method).decode("latin-1")
+
+    @property
+    def uri(self) -> str:
+        """Request path without the query string; for a response, the status digits."""
+        return mg_str_bytes(self._live().uri).decode("utf-8", _URI_ERRORS)
+
+    @property
+    def query(self) -> str:
+        """Query string without the ``?`` (``""`` when there is none)."""
+        return mg_str_bytes(self._live().query).decode("utf-8", _URI_ERRORS)
+
+    @property
+    def proto(self) -> str:
+        """Protocol of a request (``"HTTP/1.1"``); for a response, its reason phrase."""
+        return mg_str_bytes(self._live().proto).decode("latin-1")
+
+    @property
+    def body_bytes(self) -> bytes:
+        """The body, as bytes."""
+        return mg_str_bytes(self._live().body)
+
+    @property
+    def body_text(self) -> str:
+        """The body decoded as UTF-8 (undecodable bytes become U+FFFD)."""
+        return mg_str_bytes(self._live().body).decode("utf-8", "replace")
+
+    @property
+    def head_bytes(self) -> bytes:
+        """The raw request or status line plus headers, as received."""
+        return mg_str_bytes(self._live().head)
+
+    def header(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        """The value of header ``name`` (case-insensitive), or ``default``."""
+        hm = self._live()
+        if not isinstance(name, str):
+            raise TypeError(f"header name must be str, not {type(name).__name__}")
+        value = lib.mg_http_get_header(hm, name.encode("latin-1"))
+        if value == NULL:
+            return default
+        return mg_str_bytes(value).decode("latin-1")
+
+    def headers(self) -> list[tuple[str, str]]:
+        """All headers as ``(name, value)`` pairs, in the order received."""
+        hm = self._live()
+        pairs = []
+        for entry in hm.headers:
+            if entry.name.len == 0:
+                break
+            pairs.append(
+                (mg_str_bytes(entry.name).decode("latin-1"),
+                 mg_str_bytes(entry.value).decode("latin-1"))
+            )
+        return pairs
+
+    def query_var(self, name: str) -> Optional[str]:
+        """The URL-decoded value of query parameter ``name``; None when absent."""
+        return self._form_var(self._live().query, name)
+
+    def body_var(self, name: str) -> Optional[str]:
+        """The URL-decoded value of ``name`` in a form-encoded body; None when absent."""
+        return self._form_var(self._live().body, name)
+
+    @staticmethod
+    def _form_var(source: Any, name: str) -> Optional[str]:
+        if not isinstance(name, str):
+            raise TypeError(f"variable name must be str, not {type(name).__name__}")
+        # A decoded value is never longer than the encoded source.
+        size = source.len + 1
+        buf = ffi.new("char[]", size)
+        length = lib.mg_http_get_var(ffi.addressof(source), name.encode("utf-8"), buf, size)
+        if length < 0:
+            return None
+        return ffi.unpack(buf, length).decode("utf-8", _URI_ERRORS)  # type: ignore[no-any-return]
+
+    def status(self) -> Optional[int]:
+        """The status code of a response (``200``); None for a request."""
+        hm = self._live()
+        if not mg_str_bytes(hm.method).startswith(b"HTTP/"):
+            return None
+        return int(lib.pymg_http_status(hm))
+
+    def header_var(self, header_name: str, var_name: str) -> Optional[str]:
+        """A ``var=value`` item inside a header: ``header_var("Content-Type", "charset")``."""
+        value = self.header(header_name)
+        if value is None:
+            return None
+        if not isinstance(var_name, str):
+            raise TypeError(f"variable name must be str, not {type(var_name).__name__}")
+        raw_value = ffi.new("char[]", value.encode("latin-1"))
+        raw_name = ffi.new("char[]", var_name.encode("latin-1"))
+        found = lib.mg_http_get_header_var(
+            ffi.new("struct mg_str *", [raw_value, len(raw_value) - 1])[0],
+            ffi.new("struct mg_str *", [raw_name, len(raw_name) - 1])[0],
+        )
+        if found.buf == NULL:
+            return None
+        return mg_str_bytes(found).decode("latin-1")
+
+    def __repr__(self) -> str:
+        if self._ptr is None:
+            return "<HttpMessage (expired)>"
+        return f"<HttpMessage {self.method} {self.uri}>"
+
+
+class WsMessage(_MessageView):
+    """A WebSocket message (``MG_EV_WS_MSG``) or control frame (``MG_EV_WS_CTL``)."""
+
+    __slots__ = ()
+
+    def __init__(self, ptr: Any) -> None:
+        self._ptr = ptr
+
+    @property
+    def data(self) -> bytes:
+        """The payload, as bytes."""
+        return mg_str_bytes(self._live().data)
+
+    @property
+    def text(self) -> str:
+        """The payload decoded as UTF-8 (undecodable bytes become U+FFFD)."""
+        return mg_str_bytes(self._live().data).decode("utf-8", "replace")
+
+    @property
+    def flags(self) -> int:
+        """The frame's first header byte: FIN bit (0x80) and opcode (low four bits)."""
+        return int(self._live().flags)
+
+    @property
+    def op(self) -> int:
+        """The opcode: ``WEBSOCKET_OP_TEXT``, ``WEBSOCKET_OP_BINARY``, ``WEBSOCKET_OP_PING``..."""
+        return int(self._live().flags) & 0x0F
+
+    def __repr__(self) -> str:
+        if self._ptr is None:
+            return "<WsMessage (expired)>"
+        return f"<WsMessage op={self.op} len={self._ptr.data.len}>"
