@@ -1,0 +1,73 @@
+"""Shared test helpers: a Manager polled in a background thread, on 127.0.0.1, port 0."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import pytest
+
+from pymongoose import Connection, Manager
+
+
+@dataclass
+class Server:
+    """A running Manager: the listener, its port, and the base URL."""
+
+    manager: Manager
+    listener: Connection
+    errors: list[BaseException] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        addr = self.listener.local_addr
+        assert addr is not None
+        return addr[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def serving(handler: Callable[[Connection, int, Any], Any], url: str = "http://127.0.0.1:0",
+            *, poll_ms: int = 20, setup: Optional[Callable[[Manager], None]] = None,
+            **listen_kwargs: Any) -> Iterator[Server]:
+    """Listen on ``url`` with ``handler``; poll in a thread until the block ends.
+
+    Everything that touches the Manager is done before the poll thread starts or from
+    inside handlers, which run on that thread: a Manager belongs to the thread polling it.
+    Handler exceptions are collected in ``server.errors``.
+    """
+    errors: list[BaseException] = []
+    manager = Manager(error_handler=errors.append)
+    listener = manager.listen(url, handler, **listen_kwargs)
+    if setup is not None:
+        setup(manager)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            manager.poll(poll_ms)
+
+    thread = threading.Thread(target=loop, name="pymongoose-test-poll", daemon=True)
+    thread.start()
+    try:
+        yield Server(manager, listener, errors)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        manager.close()
+
+
+@pytest.fixture
+def serve() -> Callable[..., Any]:
+    """The :func:`serving` context manager, as a fixture."""
+    return serving
