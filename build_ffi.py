@@ -105,7 +105,7 @@ def _pip_default_index_url() -> str | None:
         from pip._internal.models.index import PyPI  # type: ignore[import-not-found]
 
         return str(PyPI.simple_url)
-    except Exception:  # noqa: BLE001 - pip may be absent from an isolated build env
+    except Exception:
         pass
     code = "from pip._internal.models.index import PyPI; print(PyPI.simple_url)"
     for python in (getattr(sys, "_base_executable", None), shutil.which("python3")):
@@ -224,13 +224,15 @@ def make_ffibuilder() -> FFI:
     return builder
 
 
-try:
-    ffibuilder = make_ffibuilder()
-except MongooseSourceError as _error:
-    # setuptools imports this module for every command; fail with the one paragraph.
-    sys.exit(f"error: {_error}")
+def ffibuilder() -> FFI:
+    """Entry point for setuptools' ``cffi_modules``: one paragraph, not a traceback, on failure."""
+    try:
+        return make_ffibuilder()
+    except MongooseSourceError as error:
+        sys.exit(f"error: {error}")
+
 
 if __name__ == "__main__":
     # Development build in place: `python build_ffi.py` (run from the project folder).
     os.chdir(ROOT)
-    ffibuilder.compile(tmpdir=".", verbose=True)
+    ffibuilder().compile(tmpdir=".", verbose=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 from setuptools import setup
@@ -14,6 +15,7 @@ class SdistWithMongoose(sdist):
 
     def make_release_tree(self, base_dir: str, files: list[str]) -> None:
         super().make_release_tree(base_dir, files)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
         from build_ffi import mongoose_source_dir
 
         source = mongoose_source_dir()

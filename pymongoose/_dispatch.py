@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from ._ffi import ffi
 
@@ -20,6 +20,9 @@ MANAGERS: dict[int, Manager] = {}
 
 _log = logging.getLogger("pymongoose")
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+_def_extern: Callable[..., Callable[[_F], _F]] = ffi.def_extern
+
 
 def _on_escape(exc_type: type[BaseException], exc: BaseException,
                tb: Optional[TracebackType]) -> None:
@@ -27,7 +30,7 @@ def _on_escape(exc_type: type[BaseException], exc: BaseException,
     _log.error("pymongoose: internal error in event dispatch", exc_info=(exc_type, exc, tb))
 
 
-@ffi.def_extern(onerror=_on_escape)  # type: ignore[misc]
+@_def_extern(onerror=_on_escape)
 def pymg_on_event(mgr_slot: int, conn_id: int, ev: int, ev_data: Any) -> None:
     manager = MANAGERS.get(mgr_slot)
     if manager is not None:

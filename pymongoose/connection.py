@@ -292,14 +292,14 @@ class Connection:
         data = ffi.unpack(ffi.cast("char *", c.recv.buf), n) if n else b""
         if consume and n:
             lib.pymg_recv_consume(c, n)
-        return data  # type: ignore[no-any-return]
+        return data
 
     def send_data(self, length: int = -1) -> bytes:
         """A copy of up to ``length`` bytes (-1: all) of the send buffer, not yet sent."""
         c = self._live()
         available = int(c.send.len)
         n = available if length < 0 else min(length, available)
-        return ffi.unpack(ffi.cast("char *", c.send.buf), n) if n else b""  # type: ignore[no-any-return]
+        return ffi.unpack(ffi.cast("char *", c.send.buf), n) if n else b""
 
     # -- HTTP ---------------------------------------------------------------------------
 

@@ -195,7 +195,7 @@ class Manager:
             self._depth += 1
             try:
                 handler(conn, ev, data)
-            except Exception as exc:  # noqa: BLE001 - a handler never stops the loop
+            except Exception as exc:
                 self._report(exc, conn, ev)
             finally:
                 self._depth -= 1
@@ -210,7 +210,7 @@ class Manager:
             try:
                 self._error_handler(exc)
                 return
-            except Exception:  # noqa: BLE001
+            except Exception:
                 _log.exception("error_handler raised while handling %r", exc)
         _log.error("handler raised on %r during %s", conn, event_name(ev), exc_info=exc)
 
@@ -279,7 +279,7 @@ class Manager:
         def on_signal(signum: int, frame: Optional[FrameType]) -> None:
             stop.set()
 
-        previous: dict[int, Any] = {}
+        previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, on_signal)
@@ -441,9 +441,8 @@ class Manager:
     def __enter__(self) -> Manager:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self.close()
-        return False
 
     def __repr__(self) -> str:
         state = "closed" if self._m is None else f"{len(self._conns)} connections"
