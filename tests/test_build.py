@@ -54,7 +54,7 @@ def fake_index(monkeypatch: pytest.MonkeyPatch) -> Iterator[bytes]:
     }).encode()
 
     class Index(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:  # http.server names its hooks this way
             body = page if self.path.startswith("/simple/") else archive
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -87,7 +87,7 @@ def test_fetch_refuses_a_member_whose_hash_differs(
     fake_index: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(build_ffi, "PINNED_ARCHIVE_SHA256", hashlib.sha256(fake_index).hexdigest())
-    with pytest.raises(build_ffi.MongooseSourceError, match="mongoose.c in .* sha256"):
+    with pytest.raises(build_ffi.MongooseSourceError, match=r"mongoose.c in .* sha256"):
         build_ffi.fetch_pinned_source(tmp_path)
     assert not (tmp_path / "mongoose.c").exists()
 
@@ -125,7 +125,7 @@ def test_mongoose_src_wins_and_must_hold_both_files(
 ) -> None:
     (tmp_path / "mongoose.c").write_bytes(FAKE_C)
     monkeypatch.setenv("MONGOOSE_SRC", str(tmp_path))
-    with pytest.raises(build_ffi.MongooseSourceError, match="MONGOOSE_SRC=.* no mongoose.h"):
+    with pytest.raises(build_ffi.MongooseSourceError, match=r"MONGOOSE_SRC=.* no mongoose.h"):
         build_ffi.mongoose_source_dir()
     (tmp_path / "mongoose.h").write_bytes(FAKE_H)
     assert build_ffi.mongoose_source_dir() == tmp_path.resolve()
