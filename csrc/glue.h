@@ -18,7 +18,7 @@ enum pymg_proto {
 };
 
 /* Largest payload pymg_wakeup() passes on. */
-enum { PYMG_WAKEUP_MAX = 32768 };
+enum { PYMG_WAKEUP_MAX = 16376 };
 
 /* Bits of pymg_conn_flags(): Mongoose's bit-fields, which cffi cannot read. */
 enum pymg_conn_flag {
@@ -45,12 +45,28 @@ struct pymg_addr {
   unsigned char is_ip6;
 };
 
+/* Events that carry no data for Python (MG_EV_POLL, MG_EV_READ, MG_EV_WRITE,
+ * MG_EV_OPEN, MG_EV_ACCEPT, MG_EV_CONNECT, MG_EV_RESOLVE, MG_EV_TLS_HS) are not
+ * sent one call at a time: C appends (connection id, event) pairs to the
+ * manager's queue, in order, and Python delivers the batch before the next
+ * event that carries data (pymg_on_event's `pending`), when pymg_poll returns,
+ * and before any MG_EV_CLOSE, so a connection is alive while its queued events
+ * are delivered. A full queue is handed over the same way. Whoever reports a
+ * count (pymg_on_event, pymg_poll, pymg_queue_take) empties the queue: Python
+ * must read the pairs before any handler can queue new ones. */
+enum { PYMG_QUEUE_CAP = 4096 };
+unsigned long *pymg_queue_items(struct pymg_manager *m);
+size_t pymg_queue_take(struct pymg_manager *m);
+
 /* Manager life cycle. `slot` is the Python-side index that pymg_on_event
  * receives, so Python finds its Manager without a pointer lookup. */
 struct pymg_manager *pymg_manager_new(unsigned slot, int enable_wakeup);
 void pymg_manager_free(struct pymg_manager *m);
 struct mg_mgr *pymg_manager_mgr(struct pymg_manager *m);
-void pymg_poll(struct pymg_manager *m, int timeout_ms);
+/* One Mongoose poll; returns (and takes) how many events wait in the queue. */
+size_t pymg_poll(struct pymg_manager *m, int timeout_ms);
+/* The live connection with this id, or NULL. */
+struct mg_connection *pymg_find_conn(struct pymg_manager *m, unsigned long conn_id);
 unsigned long pymg_wakeup_id(struct pymg_manager *m);
 int pymg_wakeup(struct pymg_manager *m, unsigned long conn_id, const char *buf, size_t len);
 
@@ -70,6 +86,9 @@ struct mg_connection *pymg_connect(struct pymg_manager *m, const char *url, int 
 void pymg_set_interest(struct mg_connection *c, uint64_t interest);
 uint64_t pymg_get_interest(struct mg_connection *c);
 unsigned long pymg_origin_id(struct mg_connection *c);
+void pymg_mark_wrapped(struct mg_connection *c);
+/* Walk the connections pymongoose routes: NULL gives the newest, then older ones. */
+struct mg_connection *pymg_next_conn(struct pymg_manager *m, struct mg_connection *c);
 
 /* Connection state. */
 unsigned pymg_conn_flags(struct mg_connection *c);

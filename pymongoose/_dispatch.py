@@ -1,7 +1,8 @@
 """The one entry point from C into Python: every routed event arrives here.
 
-The C glue (csrc/glue.c) has already dropped the events nobody asked for; what
-reaches this function goes straight to the Manager that owns the connection.
+The C glue (csrc/glue.c) has already dropped the events nobody asked for, and
+queued the data-less ones (MG_EV_POLL, MG_EV_READ, ...) to be delivered in a batch;
+what reaches this function goes straight to the Manager that owns the connection.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def _on_escape(exc_type: type[BaseException], exc: BaseException,
 
 
 @_def_extern(onerror=_on_escape)
-def pymg_on_event(mgr_slot: int, conn_id: int, ev: int, ev_data: Any) -> None:
+def pymg_on_event(mgr_slot: int, conn_id: int, ev: int, ev_data: Any, pending: int) -> None:
     manager = MANAGERS.get(mgr_slot)
     if manager is not None:
+        if pending:  # queued data-less events come first, in order
+            manager._drain(pending)
         manager._dispatch(conn_id, ev, ev_data)

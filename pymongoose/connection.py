@@ -85,6 +85,43 @@ def _has_header(raw: bytes, name: bytes) -> bool:
     return any(line.lower().startswith(name + b":") for line in raw.split(b"\r\n"))
 
 
+def _check_status(status_code: object) -> None:
+    if not isinstance(status_code, int) or isinstance(status_code, bool):
+        raise TypeError(f"status_code must be int, not {type(status_code).__name__}")
+    if not 100 <= status_code <= 999:
+        raise ValueError(f"status_code must be between 100 and 999, not {status_code}")
+
+
+# Formatted response heads by their header items: handlers usually pass the same few
+# dicts again and again. Bounded, so varying values cannot grow it without limit.
+_HEAD_CACHE: dict[tuple[tuple[str, str], ...], bytes] = {}
+_HEAD_CACHE_MAX = 256
+
+
+def _format_response_head(headers: Headers) -> bytes:
+    head = format_headers(headers, forbid=("content-length",))
+    if not _has_header(head, b"content-type"):
+        head += _PLAIN_TEXT
+    return head
+
+
+def _response_head(headers: Headers) -> bytes:
+    """The header lines of a reply: ``headers`` plus a default Content-Type."""
+    if type(headers) is not dict:
+        return _format_response_head(headers)
+    key = tuple(headers.items())
+    try:
+        head = _HEAD_CACHE.get(key)
+    except TypeError:  # an unhashable value: format_headers says what is wrong
+        return _format_response_head(headers)
+    if head is None:
+        head = _format_response_head(headers)
+        if len(_HEAD_CACHE) >= _HEAD_CACHE_MAX:
+            _HEAD_CACHE.clear()
+        _HEAD_CACHE[key] = head
+    return head
+
+
 def _extra_headers_text(extra: Union[str, Headers, None]) -> bytes:
     """Extra response headers given as a str of CRLF lines or as a mapping."""
     if extra is None or extra == "":
@@ -308,24 +345,23 @@ class Connection:
         """Send a complete HTTP response with Content-Length.
 
         ``Content-Type: text/plain; charset=utf-8`` is added unless ``headers`` name a
-        Content-Type.
+        Content-Type. The status line and Content-Length are composed in C; the reply to
+        a HEAD request carries the length but no body.
         """
-        c = self._live()
-        if not isinstance(status_code, int) or isinstance(status_code, bool):
-            raise TypeError(f"status_code must be int, not {type(status_code).__name__}")
-        if not 100 <= status_code <= 999:
-            raise ValueError(f"status_code must be between 100 and 999, not {status_code}")
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        elif not isinstance(body, (bytes, bytearray, memoryview)):
-            raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
-        if headers is None:
-            head = _PLAIN_TEXT
-        else:
-            head = format_headers(headers, forbid=("content-length",))
-            if not _has_header(head, b"content-type"):
-                head += _PLAIN_TEXT
-        lib.pymg_http_reply(c, status_code, head, len(head), ffi.from_buffer(body), len(body))
+        c = self._c
+        if c is None:
+            raise ConnectionClosedError(f"connection {self._id} is closed")
+        if type(status_code) is not int or not 100 <= status_code <= 999:
+            _check_status(status_code)
+        body_type = type(body)
+        if body_type is str:
+            body = body.encode("utf-8")  # type: ignore[union-attr]
+        elif body_type is not bytes:
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
+            body = ffi.from_buffer(body)
+        head = _PLAIN_TEXT if headers is None else _response_head(headers)
+        lib.pymg_http_reply(c, status_code, head, len(head), body, len(body))
 
     def reply_json(self, data: Any, status_code: int = 200,
                    headers: Optional[Headers] = None) -> None:

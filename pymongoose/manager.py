@@ -7,6 +7,7 @@ import itertools
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterable
 from types import FrameType
@@ -21,7 +22,6 @@ from .constants import (
     MG_EV_HTTP_HDRS,
     MG_EV_HTTP_MSG,
     MG_EV_MQTT_OPEN,
-    MG_EV_OPEN,
     MG_EV_SNTP_TIME,
     MG_EV_WAKEUP,
     MG_EV_WS_CTL,
@@ -67,14 +67,6 @@ def interest_mask(handler: Optional[EventHandler], events: Optional[Iterable[int
     return mask
 
 
-def _http_message(ev_data: Any) -> HttpMessage:
-    return HttpMessage(ffi.cast("struct mg_http_message *", ev_data))
-
-
-def _ws_message(ev_data: Any) -> WsMessage:
-    return WsMessage(ffi.cast("struct mg_ws_message *", ev_data))
-
-
 def _error_text(ev_data: Any) -> str:
     return ffi.string(ffi.cast("char *", ev_data)).decode("utf-8", "replace")  # type: ignore[no-any-return]
 
@@ -89,18 +81,27 @@ def _first_int(ctype: str) -> Callable[[Any], int]:
     return convert
 
 
-#: How each event's ``ev_data`` becomes the handler's ``data`` (absent: None).
+#: Events whose ``data`` is a message view, and the view class.
+_VIEW_EVENTS: dict[int, type[_MessageView]] = {
+    MG_EV_HTTP_MSG: HttpMessage,
+    MG_EV_HTTP_HDRS: HttpMessage,
+    MG_EV_WS_OPEN: HttpMessage,
+    MG_EV_WS_MSG: WsMessage,
+    MG_EV_WS_CTL: WsMessage,
+}
+
+#: How the other events' ``ev_data`` becomes the handler's ``data`` (absent: None).
 _EVENT_DATA: dict[int, Callable[[Any], Any]] = {
-    MG_EV_HTTP_MSG: _http_message,
-    MG_EV_HTTP_HDRS: _http_message,
-    MG_EV_WS_OPEN: _http_message,
-    MG_EV_WS_MSG: _ws_message,
-    MG_EV_WS_CTL: _ws_message,
     MG_EV_ERROR: _error_text,
     MG_EV_WAKEUP: _wakeup_bytes,
     MG_EV_MQTT_OPEN: _first_int("int *"),
     MG_EV_SNTP_TIME: _first_int("uint64_t *"),
 }
+
+# References to a view once its handler returned: the dispatch local and getrefcount's
+# own argument. More means the handler kept it, so it must not be reused.
+_getrefcount: Optional[Callable[[object], int]] = getattr(sys, "getrefcount", None)
+_UNSHARED_REFS = 2
 
 
 def _check_url(url: object, what: str) -> tuple[str, bytes]:
@@ -114,6 +115,15 @@ def _check_url(url: object, what: str) -> tuple[str, bytes]:
             f"{what} URL {url!r}: unknown scheme {scheme!r} "
             f"(use one of {', '.join(sorted(_KNOWN_SCHEMES))})"
         )
+    # Mongoose reads "http://" as 0.0.0.0:80 and wraps ports above 65535 silently.
+    host_port = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+    if not host_port:
+        raise ValueError(f"{what} URL {url!r} has no address (e.g. http://127.0.0.1:8000)")
+    after_host = host_port.rsplit("]", 1)[-1]  # past an IPv6 literal's colons
+    if ":" in after_host:
+        port = after_host.rpartition(":")[2]
+        if not (port.isascii() and port.isdigit() and int(port) <= 65535):
+            raise ValueError(f"{what} URL {url!r}: the port must be a number from 0 to 65535")
     return scheme, url.encode("utf-8")
 
 
@@ -149,6 +159,8 @@ class Manager:
         self._interest = interest_mask(handler, events)
         self._error_handler = error_handler
         self._conns: dict[int, Connection] = {}
+        # One reusable view per class; replaced when a handler keeps a reference.
+        self._views: dict[type[_MessageView], _MessageView] = {}
         self._opening: tuple[Optional[EventHandler], int] = (None, 0)
         self._depth = 0  # > 0 while C is inside a call that may dispatch events
         self._polling = False
@@ -160,25 +172,33 @@ class Manager:
             raise OSError(errno.ENOMEM, "cannot create a Mongoose manager"
                           + (" (the wakeup socket pair failed)" if enable_wakeup else ""))
         self._m: Any = m
+        self._queue: Any = lib.pymg_queue_items(m)
         self._wakeup_enabled = bool(enable_wakeup)
         _dispatch.MANAGERS[self._slot] = self
 
     # -- event routing (called from _dispatch) ------------------------------------------
 
-    def _adopt(self, conn_id: int) -> Connection:
-        """Wrap the connection whose first event is being dispatched."""
-        c = lib.pymg_event_conn(self._m)
+    def _adopt(self, conn_id: int, c: Any = None) -> Connection:
+        """Wrap a connection Python has not seen yet (by default: the one in an event).
+
+        Accepted connections take their listener's handler; Mongoose gave them a copy
+        of its routing when it accepted them.
+        """
+        if c is None:
+            c = lib.pymg_event_conn(self._m)
         origin = lib.pymg_origin_id(c)
         if origin:
             listener = self._conns.get(origin)
             if listener is not None:
                 handler, interest = listener._handler, listener._interest
-            else:
+            else:  # the listener closed meanwhile: fall back to the Manager's handler
                 handler, interest = self._handler, self._interest
+                lib.pymg_set_interest(c, interest)
         else:
             handler, interest = self._opening
         conn = Connection(self, c, handler, interest)
         self._conns[conn_id] = conn
+        lib.pymg_mark_wrapped(c)
         return conn
 
     def _dispatch(self, conn_id: int, ev: int, ev_data: Any) -> None:
@@ -186,24 +206,61 @@ class Manager:
         if conn is None:
             conn = self._adopt(conn_id)
         handler = conn._handler
-        # C sends OPEN and CLOSE whatever the interest; everything else was asked for.
-        if handler is not None and (
-            (ev != MG_EV_OPEN and ev != MG_EV_CLOSE) or (conn._interest >> ev) & 1
-        ):
-            convert = _EVENT_DATA.get(ev)
-            data = convert(ev_data) if convert is not None and ev_data != NULL else None
-            self._depth += 1
-            try:
-                handler(conn, ev, data)
-            except Exception as exc:
-                self._report(exc, conn, ev)
-            finally:
-                self._depth -= 1
-                if isinstance(data, _MessageView):
-                    data._retire()
         if ev == MG_EV_CLOSE:
+            # C sends CLOSE for every wrapped connection, wanted or not.
             del self._conns[conn_id]
+            if handler is not None and (conn._interest >> MG_EV_CLOSE) & 1:
+                self._call(handler, conn, ev, None)
             conn._detach()
+            return
+        if handler is None:
+            return
+        view_class = _VIEW_EVENTS.get(ev)
+        if view_class is None:
+            convert = _EVENT_DATA.get(ev)
+            self._call(handler, conn, ev,
+                       convert(ev_data) if convert is not None and ev_data != NULL else None)
+            return
+        # The hot path: lend the handler a view over C's message, then take it back.
+        # Taken out of the cache while lent, so a nested event (ws_upgrade fires
+        # MG_EV_WS_OPEN) gets a view of its own.
+        view = self._views.pop(view_class, None)
+        if view is None:
+            view = view_class()
+        view._raw = ev_data
+        try:
+            handler(conn, ev, view)
+        except Exception as exc:
+            self._report(exc, conn, ev)
+        finally:
+            view._raw = view._typed = None
+            if _getrefcount is not None and _getrefcount(view) <= _UNSHARED_REFS:
+                self._views[view_class] = view  # nobody kept it: reuse it next time
+
+    def _drain(self, count: int) -> None:
+        """Deliver ``count`` data-less events C queued, in the order they happened."""
+        flat = ffi.unpack(self._queue, 2 * count)  # read before any handler queues more
+        conns = self._conns
+        pairs = iter(flat)
+        for conn_id, ev in zip(pairs, pairs):
+            conn = conns.get(conn_id)
+            if conn is None:
+                c = lib.pymg_find_conn(self._m, conn_id)
+                if c == NULL:
+                    continue
+                conn = self._adopt(conn_id, c)
+            handler = conn._handler
+            if handler is not None:
+                try:
+                    handler(conn, ev, None)
+                except Exception as exc:
+                    self._report(exc, conn, ev)
+
+    def _call(self, handler: EventHandler, conn: Connection, ev: int, data: Any) -> None:
+        try:
+            handler(conn, ev, data)
+        except Exception as exc:
+            self._report(exc, conn, ev)
 
     def _report(self, exc: Exception, conn: Connection, ev: int) -> None:
         if self._error_handler is not None:
@@ -239,8 +296,20 @@ class Manager:
 
     @property
     def connections(self) -> tuple[Connection, ...]:
-        """A snapshot of the open connections, listeners included."""
-        return tuple(self._conns.values())
+        """A snapshot of the open connections, listeners included, oldest first."""
+        m = self._m
+        if m is None:
+            return ()
+        found = []
+        c = lib.pymg_next_conn(m, NULL)
+        while c != NULL:
+            conn_id = int(c.id)
+            conn = self._conns.get(conn_id)
+            # Connections whose handler wanted none of their events yet are wrapped now.
+            found.append(conn if conn is not None else self._adopt(conn_id, c))
+            c = lib.pymg_next_conn(m, c)
+        found.reverse()
+        return tuple(found)
 
     @property
     def wakeup_id(self) -> int:
@@ -263,7 +332,9 @@ class Manager:
             raise RuntimeError("poll() cannot be called from inside an event handler")
         self._polling = True
         try:
-            lib.pymg_poll(m, timeout_ms)
+            queued = lib.pymg_poll(m, timeout_ms)
+            if queued:
+                self._drain(queued)
         finally:
             self._polling = False
         self._settle()
@@ -308,16 +379,22 @@ class Manager:
         self._opening = route
         self._depth += 1
         try:
-            return call()
+            c = call()
+            queued = lib.pymg_queue_take(self._m)
+            if queued:  # MG_EV_OPEN, queued while the route above is pending
+                self._drain(queued)
+            return c
         finally:
             self._depth -= 1
             self._opening = (None, 0)
 
-    def _wrapper(self, c: Any) -> Connection:
+    def _wrapper(self, c: Any, route: tuple[Optional[EventHandler], int]) -> Connection:
+        """The Connection for a just-opened ``c``, made now unless an event already did."""
         conn = self._conns.get(int(c.id))
-        if conn is None:  # only if MG_EV_OPEN never came; wrap it now
-            conn = Connection(self, c, *self._opening)
+        if conn is None:
+            conn = Connection(self, c, *route)
             self._conns[conn.id] = conn
+            lib.pymg_mark_wrapped(c)  # so that C reports its MG_EV_CLOSE
         self._settle()
         return conn
 
@@ -348,7 +425,7 @@ class Manager:
                 f"cannot listen on {url}: Mongoose refused the address (the host must be an "
                 "IP address or localhost, e.g. http://127.0.0.1:8000)",
             )
-        return self._wrapper(c)
+        return self._wrapper(c, route)
 
     def connect(self, url: str, handler: Optional[EventHandler] = None, *,
                 http: Optional[bool] = None, events: Optional[Iterable[int]] = None) -> Connection:
@@ -366,7 +443,7 @@ class Manager:
         if c == NULL:
             self._settle()
             raise ConnectError(errno.ENOMEM, f"cannot connect to {url}: out of memory")
-        return self._wrapper(c)
+        return self._wrapper(c, route)
 
     def ws_connect(self, url: str, handler: Optional[EventHandler] = None, *,
                    headers: Optional[dict[str, str]] = None,
@@ -386,7 +463,7 @@ class Manager:
         if c == NULL:
             self._settle()
             raise ConnectError(errno.ENOMEM, f"cannot connect to {url}: out of memory")
-        return self._wrapper(c)
+        return self._wrapper(c, route)
 
     # -- threads ------------------------------------------------------------------------
 
@@ -394,7 +471,8 @@ class Manager:
         """From any thread: deliver MG_EV_WAKEUP with ``data`` to a connection of this Manager.
 
         Needs ``Manager(enable_wakeup=True)``. Returns False when the message could not
-        be queued. ``data`` is at most 32 KiB.
+        be queued. ``data`` is at most ``PYMG_WAKEUP_MAX`` (16376) bytes: Mongoose reads it
+        into one receive buffer.
         """
         m = self._live()
         if not self._wakeup_enabled:
@@ -433,6 +511,7 @@ class Manager:
         finally:
             self._depth -= 1
             self._m = None
+            self._queue = None
             for conn in self._conns.values():
                 conn._detach()
             self._conns.clear()

@@ -10,7 +10,7 @@ Bytes cross the boundary; strings are decoded only when a property asks for one.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from ._ffi import NULL, ffi, lib, mg_str_bytes
 from .errors import MessageExpiredError
@@ -22,40 +22,53 @@ _URI_ERRORS = "surrogateescape"
 
 
 class _MessageView:
-    """Common life cycle of a view: a C pointer until the handler returns."""
+    """Common life cycle of a view: a C pointer until the handler returns.
 
-    __slots__ = ("_ptr",)
+    The pointer arrives untyped (``void *``) and is cast on first use, so a handler
+    that never looks at its message pays nothing for it. The Manager may reuse one
+    view object for many events when nobody kept a reference to it.
+    """
 
-    _ptr: Any
+    __slots__ = ("_raw", "_typed")
+
+    #: The cdata pointer type the view reads through.
+    _CTYPE: ClassVar[Any]
+
+    def __init__(self, ptr: Any = None) -> None:
+        self._raw = ptr
+        self._typed: Any = None
 
     def _live(self) -> Any:
-        ptr = self._ptr
-        if ptr is None:
-            raise MessageExpiredError(
-                f"{type(self).__name__} is only valid inside the event handler that received "
-                "it; copy what you need (e.g. body_bytes, headers()) before returning"
-            )
-        return ptr
+        typed = self._typed
+        if typed is None:
+            raw = self._raw
+            if raw is None:
+                raise MessageExpiredError(
+                    f"{type(self).__name__} is only valid inside the event handler that "
+                    "received it; copy what you need (e.g. body_bytes, headers()) before "
+                    "returning"
+                )
+            typed = self._typed = ffi.cast(self._CTYPE, raw)
+        return typed
 
     def _retire(self) -> None:
-        self._ptr = None
+        self._raw = None
+        self._typed = None
 
     @property
     def is_valid(self) -> bool:
         """True while the handler that received this message is still running."""
-        return self._ptr is not None
+        return self._raw is not None
 
     def __bool__(self) -> bool:
-        return self._ptr is not None
+        return self._raw is not None
 
 
 class HttpMessage(_MessageView):
     """An HTTP request or response (``MG_EV_HTTP_MSG``, ``MG_EV_HTTP_HDRS``, ``MG_EV_WS_OPEN``)."""
 
     __slots__ = ()
-
-    def __init__(self, ptr: Any) -> None:
-        self._ptr = ptr
+    _CTYPE = ffi.typeof("struct mg_http_message *")
 
     @property
     def method(self) -> str:
@@ -160,7 +173,7 @@ class HttpMessage(_MessageView):
         return mg_str_bytes(found).decode("latin-1")
 
     def __repr__(self) -> str:
-        if self._ptr is None:
+        if self._raw is None:
             return "<HttpMessage (expired)>"
         return f"<HttpMessage {self.method} {self.uri}>"
 
@@ -169,9 +182,7 @@ class WsMessage(_MessageView):
     """A WebSocket message (``MG_EV_WS_MSG``) or control frame (``MG_EV_WS_CTL``)."""
 
     __slots__ = ()
-
-    def __init__(self, ptr: Any) -> None:
-        self._ptr = ptr
+    _CTYPE = ffi.typeof("struct mg_ws_message *")
 
     @property
     def data(self) -> bytes:
@@ -194,6 +205,6 @@ class WsMessage(_MessageView):
         return int(self._live().flags) & 0x0F
 
     def __repr__(self) -> str:
-        if self._ptr is None:
+        if self._raw is None:
             return "<WsMessage (expired)>"
-        return f"<WsMessage op={self.op} len={self._ptr.data.len}>"
+        return f"<WsMessage op={self.op} len={self._live().data.len}>"

@@ -1,0 +1,124 @@
+"""Run a Python program as a child process and read what it prints, with deadlines.
+
+Shared by test_examples.py and test_main.py. Output is read by threads into a queue,
+so waiting for a line is a ``queue.get`` with a timeout, never a sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, NoReturn, Optional
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+#: Generous: PyPy on a busy two-core machine takes a while to import cffi modules.
+START_TIMEOUT = 60.0
+EXIT_TIMEOUT = 30.0
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a child: ours, unbuffered."""
+    return dict(os.environ, PYTHONUNBUFFERED="1")
+
+
+class Child:
+    """A running ``python ARGS...`` whose stdout lines arrive in a queue."""
+
+    def __init__(self, args: tuple[str, ...]) -> None:
+        self.args = args
+        self.proc = subprocess.Popen(
+            [sys.executable, *args], cwd=REPO, env=child_env(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+            errors="replace",
+        )
+        self._lines: queue.Queue[Optional[str]] = queue.Queue()
+        self._stderr: list[str] = []
+        self.stdout_lines: list[str] = []  # the lines wait_for() has read so far
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._threads = [
+            threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True),
+            threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)  # end of output
+
+    def _drain(self, stream: IO[str]) -> None:
+        self._stderr.append(stream.read())
+
+    def wait_for(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match[str]:
+        """Read stdout lines until one matches ``pattern``; fail on EOF or the deadline."""
+        try:
+            while True:
+                line = self._lines.get(timeout=timeout)
+                if line is None:
+                    self._fail(f"exited before printing a line matching {pattern!r}")
+                self.stdout_lines.append(line)
+                match = re.search(pattern, line)
+                if match:
+                    return match
+        except queue.Empty:
+            self._fail(f"printed no line matching {pattern!r} within {timeout} s")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = EXIT_TIMEOUT) -> int:
+        """Send ``sig`` and return the exit status (fails if it does not exit in time)."""
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._fail(f"still running {timeout} s after signal {sig}")
+
+    def stderr(self) -> str:
+        """Everything the child wrote to stderr (waits for it to exit)."""
+        self.proc.wait(timeout=EXIT_TIMEOUT)
+        for thread in self._threads:
+            thread.join(timeout=EXIT_TIMEOUT)
+        return "".join(self._stderr)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=EXIT_TIMEOUT)
+        for thread in self._threads:
+            thread.join(timeout=EXIT_TIMEOUT)
+
+    def _fail(self, what: str) -> NoReturn:
+        self.kill()
+        pytest.fail(f"{' '.join(self.args)}: {what}\n"
+                    f"stdout so far: {''.join(self.stdout_lines)!r}\n"
+                    f"stderr: {''.join(self._stderr)!r}")
+
+
+@contextlib.contextmanager
+def running(*args: str) -> Iterator[Child]:
+    """Start ``python ARGS...`` in the repository root; kill it if the block leaves it running."""
+    child = Child(args)
+    try:
+        yield child
+    finally:
+        child.kill()
+        assert child.proc.stdout is not None and child.proc.stderr is not None
+        child.proc.stdout.close()
+        child.proc.stderr.close()
+
+
+def run_to_end(*args: str, timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGS...`` to completion and capture its output."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=child_env(), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout,
+    )
