@@ -46,16 +46,19 @@ struct pymg_addr {
 };
 
 /* Events that carry no data for Python (MG_EV_POLL, MG_EV_READ, MG_EV_WRITE,
- * MG_EV_OPEN, MG_EV_ACCEPT, MG_EV_CONNECT, MG_EV_RESOLVE, MG_EV_TLS_HS) are not
- * sent one call at a time: C appends (connection id, event) pairs to the
- * manager's queue, in order, and Python delivers the batch before the next
- * event that carries data (pymg_on_event's `pending`), when pymg_poll returns,
- * and before any MG_EV_CLOSE, so a connection is alive while its queued events
- * are delivered. A full queue is handed over the same way. Whoever reports a
- * count (pymg_on_event, pymg_poll, pymg_queue_take) empties the queue: Python
- * must read the pairs before any handler can queue new ones. */
-enum { PYMG_QUEUE_CAP = 4096 };
-unsigned long *pymg_queue_items(struct pymg_manager *m);
+ * MG_EV_OPEN, MG_EV_ACCEPT, MG_EV_CONNECT, MG_EV_RESOLVE, MG_EV_TLS_HS), and
+ * WebSocket messages up to PYMG_BATCH_MESSAGE_MAX bytes (copied into an
+ * arena), are not sent one call at a time: C appends (connection id, event,
+ * aux) entries to the manager's queue, in order, and Python delivers the batch
+ * before the next event it is sent directly (pymg_on_event's `pending`), when
+ * pymg_poll returns, and before any MG_EV_CLOSE, so a connection is alive
+ * while its queued events are delivered. `aux` is the arena offset of a
+ * queued message's struct mg_ws_message, 0 otherwise. Whoever reports a count
+ * (pymg_on_event, pymg_poll, pymg_queue_take) empties the queue: Python reads
+ * the entries before any handler runs. */
+enum { PYMG_QUEUE_CAP = 4096, PYMG_ARENA_SIZE = 262144, PYMG_BATCH_MESSAGE_MAX = 16384 };
+uint64_t *pymg_queue_items(struct pymg_manager *m);
+char *pymg_queue_arena(struct pymg_manager *m);
 size_t pymg_queue_take(struct pymg_manager *m);
 
 /* Manager life cycle. `slot` is the Python-side index that pymg_on_event

@@ -43,6 +43,11 @@ _WS_OPS = frozenset(
 _PLAIN_TEXT = b"Content-Type: text/plain; charset=utf-8\r\n"
 _JSON = b"Content-Type: application/json\r\n"
 
+# Hot-path C functions, looked up once (attribute access on ``lib`` is not free).
+_http_reply = lib.pymg_http_reply
+_mg_send = lib.mg_send
+_mg_ws_send = lib.mg_ws_send
+
 _F_LISTENING = lib.PYMG_LISTENING
 _F_CLIENT = lib.PYMG_CLIENT
 _F_UDP = lib.PYMG_UDP
@@ -309,12 +314,17 @@ class Connection:
 
     def send(self, data: Union[bytes, bytearray, memoryview, str]) -> None:
         """Queue raw bytes for sending (str is UTF-8 encoded)."""
-        c = self._live()
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        elif not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
-        if len(data) and not lib.mg_send(c, ffi.from_buffer(data), len(data)):
+        c = self._c
+        if c is None:
+            raise ConnectionClosedError(f"connection {self._id} is closed")
+        data_type = type(data)
+        if data_type is str:
+            data = data.encode("utf-8")  # type: ignore[union-attr]
+        elif data_type is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
+            data = ffi.from_buffer(data)
+        if len(data) and not _mg_send(c, data, len(data)):
             raise MemoryError(f"connection {self._id}: cannot grow the send buffer")
 
     def recv_data(self, length: int = -1, *, consume: bool = False) -> bytes:
@@ -361,7 +371,7 @@ class Connection:
                 raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
             body = ffi.from_buffer(body)
         head = _PLAIN_TEXT if headers is None else _response_head(headers)
-        lib.pymg_http_reply(c, status_code, head, len(head), body, len(body))
+        _http_reply(c, status_code, head, len(head), body, len(body))
 
     def reply_json(self, data: Any, status_code: int = 200,
                    headers: Optional[Headers] = None) -> None:
@@ -426,14 +436,19 @@ class Connection:
 
     def ws_send(self, data: Union[bytes, str], op: int = WEBSOCKET_OP_TEXT) -> int:
         """Send one WebSocket frame; returns the bytes queued (header included)."""
-        c = self._live()
+        c = self._c
+        if c is None:
+            raise ConnectionClosedError(f"connection {self._id} is closed")
         if op not in _WS_OPS:
             raise ValueError(f"op must be one of the WEBSOCKET_OP_* codes, not {op!r}")
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        elif not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
-        return int(lib.mg_ws_send(c, ffi.from_buffer(data), len(data), op))
+        data_type = type(data)
+        if data_type is str:
+            data = data.encode("utf-8")  # type: ignore[union-attr]
+        elif data_type is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
+            data = ffi.from_buffer(data)
+        return _mg_ws_send(c, data, len(data), op)  # type: ignore[no-any-return]
 
     # -- closing ------------------------------------------------------------------------
 

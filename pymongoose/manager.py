@@ -173,6 +173,7 @@ class Manager:
                           + (" (the wakeup socket pair failed)" if enable_wakeup else ""))
         self._m: Any = m
         self._queue: Any = lib.pymg_queue_items(m)
+        self._arena: Any = lib.pymg_queue_arena(m)
         self._wakeup_enabled = bool(enable_wakeup)
         _dispatch.MANAGERS[self._slot] = self
 
@@ -238,11 +239,15 @@ class Manager:
                 self._views[view_class] = view  # nobody kept it: reuse it next time
 
     def _drain(self, count: int) -> None:
-        """Deliver ``count`` data-less events C queued, in the order they happened."""
-        flat = ffi.unpack(self._queue, 2 * count)  # read before any handler queues more
+        """Deliver ``count`` events C queued, in the order they happened.
+
+        Most carry no data; queued WebSocket messages come with a view over C's copy
+        of the message, valid (as always) only while their handler runs.
+        """
+        flat = ffi.unpack(self._queue, 3 * count)  # read before any handler queues more
         conns = self._conns
-        pairs = iter(flat)
-        for conn_id, ev in zip(pairs, pairs):
+        entries = iter(flat)
+        for conn_id, ev, offset in zip(entries, entries, entries):
             conn = conns.get(conn_id)
             if conn is None:
                 c = lib.pymg_find_conn(self._m, conn_id)
@@ -250,11 +255,26 @@ class Manager:
                     continue
                 conn = self._adopt(conn_id, c)
             handler = conn._handler
-            if handler is not None:
+            if handler is None:
+                continue
+            if ev != MG_EV_WS_MSG:
                 try:
                     handler(conn, ev, None)
                 except Exception as exc:
                     self._report(exc, conn, ev)
+                continue
+            view = self._views.pop(WsMessage, None)
+            if view is None:
+                view = WsMessage()
+            view._raw = self._arena + offset
+            try:
+                handler(conn, ev, view)
+            except Exception as exc:
+                self._report(exc, conn, ev)
+            finally:
+                view._raw = view._typed = None
+                if _getrefcount is not None and _getrefcount(view) <= _UNSHARED_REFS:
+                    self._views[WsMessage] = view
 
     def _call(self, handler: EventHandler, conn: Connection, ev: int, data: Any) -> None:
         try:

@@ -58,4 +58,5 @@ static const int MG_LL_DEBUG;
 static const int MG_LL_VERBOSE;
 extern int mg_log_level;
 
-bool mg_send(struct mg_connection *, const void *, size_t);
+/* Declared with char * (C takes void *) so Python bytes pass without a copy. */
+bool mg_send(struct mg_connection *, const char *, size_t);

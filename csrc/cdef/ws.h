@@ -12,4 +12,5 @@ struct mg_ws_message {
   uint8_t flags;
 };
 
-size_t mg_ws_send(struct mg_connection *, const void *buf, size_t len, int op);
+/* Declared with char * (C takes void *) so Python bytes pass without a copy. */
+size_t mg_ws_send(struct mg_connection *, const char *buf, size_t len, int op);
