@@ -1,17 +1,22 @@
 """The one entry point from C into Python: every routed event arrives here.
 
 The C glue (csrc/glue.c) has already dropped the events nobody asked for, and
-queued the data-less ones (MG_EV_POLL, MG_EV_READ, ...) to be delivered in a batch;
-what reaches this function goes straight to the Manager that owns the connection.
+queued the data-less ones (MG_EV_POLL, MG_EV_READ, ...) and small WebSocket messages
+to be delivered in a batch (Manager._drain). What reaches this function is delivered
+here: MG_EV_HTTP_MSG and MG_EV_HTTP_HDRS, the hottest events, inline; the rest by
+Manager._dispatch.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from ._ffi import ffi
+from .constants import MG_EV_HTTP_HDRS, MG_EV_HTTP_MSG
+from .messages import HttpMessage
 
 if TYPE_CHECKING:
     from .manager import Manager
@@ -20,6 +25,12 @@ if TYPE_CHECKING:
 MANAGERS: dict[int, Manager] = {}
 
 _log = logging.getLogger("pymongoose")
+
+# References to a view once its handler returned: the local variable and getrefcount's
+# own argument. More means the handler kept it, so it must not be reused. PyPy has no
+# reference counts: there a fresh view is made for every event.
+_getrefcount: Optional[Callable[[object], int]] = getattr(sys, "getrefcount", None)
+_UNSHARED_REFS = 2
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _def_extern: Callable[..., Callable[[_F], _F]] = ffi.def_extern
@@ -33,8 +44,32 @@ def _on_escape(exc_type: type[BaseException], exc: BaseException,
 
 @_def_extern(onerror=_on_escape)
 def pymg_on_event(mgr_slot: int, conn_id: int, ev: int, ev_data: Any, pending: int) -> None:
-    manager = MANAGERS.get(mgr_slot)
-    if manager is not None:
-        if pending:  # queued data-less events come first, in order
-            manager._drain(pending)
-        manager._dispatch(conn_id, ev, ev_data)
+    try:
+        manager = MANAGERS[mgr_slot]
+    except KeyError:  # a Manager being torn down
+        return
+    if pending:  # queued events come first, in order
+        manager._drain(pending)
+    conn = manager._conns.get(conn_id)
+    if conn is None:
+        conn = manager._adopt(conn_id)
+    handler = conn._handler
+    if (ev != MG_EV_HTTP_MSG and ev != MG_EV_HTTP_HDRS) or handler is None:
+        manager._dispatch(conn, ev, ev_data)
+        return
+    # The hottest events, spelled out: lend the handler the Manager's HttpMessage view,
+    # then take it back. It leaves its slot while lent, so a nested event gets its own.
+    view = manager._http_view
+    if view is None:
+        view = HttpMessage()
+    else:
+        manager._http_view = None
+    view._raw = ev_data
+    try:
+        handler(conn, ev, view)
+    except Exception as exc:
+        manager._report(exc, conn, ev)
+    finally:
+        view._raw = view._typed = None
+        if _getrefcount is not None and _getrefcount(view) <= _UNSHARED_REFS:
+            manager._http_view = view  # nobody kept it: reuse it next time

@@ -370,7 +370,13 @@ class Connection:
             if not isinstance(body, (bytes, bytearray, memoryview)):
                 raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
             body = ffi.from_buffer(body)
-        head = _PLAIN_TEXT if headers is None else _response_head(headers)
+        if headers is None:
+            head = _PLAIN_TEXT
+        else:
+            try:
+                head = _HEAD_CACHE[tuple(headers.items())]  # type: ignore[union-attr]
+            except (KeyError, TypeError, AttributeError):
+                head = _response_head(headers)
         _http_reply(c, status_code, head, len(head), body, len(body))
 
     def reply_json(self, data: Any, status_code: int = 200,

@@ -7,13 +7,13 @@ import itertools
 import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Iterable
 from types import FrameType
 from typing import Any, Callable, Optional, Union
 
 from . import _dispatch
+from ._dispatch import _UNSHARED_REFS, _getrefcount
 from ._ffi import NULL, ffi, lib, mg_str_bytes
 from .connection import Connection, EventHandler, format_headers
 from .constants import (
@@ -98,10 +98,6 @@ _EVENT_DATA: dict[int, Callable[[Any], Any]] = {
     MG_EV_SNTP_TIME: _first_int("uint64_t *"),
 }
 
-# References to a view once its handler returned: the dispatch local and getrefcount's
-# own argument. More means the handler kept it, so it must not be reused.
-_getrefcount: Optional[Callable[[object], int]] = getattr(sys, "getrefcount", None)
-_UNSHARED_REFS = 2
 
 
 def _check_url(url: object, what: str) -> tuple[str, bytes]:
@@ -161,6 +157,7 @@ class Manager:
         self._conns: dict[int, Connection] = {}
         # One reusable view per class; replaced when a handler keeps a reference.
         self._views: dict[type[_MessageView], _MessageView] = {}
+        self._http_view: Optional[HttpMessage] = None  # MG_EV_HTTP_MSG's, kept apart
         self._opening: tuple[Optional[EventHandler], int] = (None, 0)
         self._depth = 0  # > 0 while C is inside a call that may dispatch events
         self._polling = False
@@ -202,14 +199,12 @@ class Manager:
         lib.pymg_mark_wrapped(c)
         return conn
 
-    def _dispatch(self, conn_id: int, ev: int, ev_data: Any) -> None:
-        conn = self._conns.get(conn_id)
-        if conn is None:
-            conn = self._adopt(conn_id)
+    def _dispatch(self, conn: Connection, ev: int, ev_data: Any) -> None:
+        """Deliver one event C sent directly (the dispatcher inlines HTTP_MSG and HTTP_HDRS)."""
         handler = conn._handler
         if ev == MG_EV_CLOSE:
             # C sends CLOSE for every wrapped connection, wanted or not.
-            del self._conns[conn_id]
+            del self._conns[conn._id]
             if handler is not None and (conn._interest >> MG_EV_CLOSE) & 1:
                 self._call(handler, conn, ev, None)
             conn._detach()
