@@ -231,6 +231,15 @@ size_t pymg_poll(struct pymg_manager *m, int timeout_ms) {
   return pymg_queue_take(m);
 }
 
+int pymg_poll_fd(struct pymg_manager *m) {
+#if MG_ENABLE_EPOLL
+  return m->mgr.epoll_fd;
+#else
+  (void) m;
+  return -1;
+#endif
+}
+
 unsigned long pymg_wakeup_id(struct pymg_manager *m) {
   return m->wakeup_id;
 }

@@ -71,6 +71,9 @@ size_t pymg_poll(struct pymg_manager *m, int timeout_ms);
 /* The live connection with this id, or NULL. */
 struct mg_connection *pymg_find_conn(struct pymg_manager *m, unsigned long conn_id);
 unsigned long pymg_wakeup_id(struct pymg_manager *m);
+/* Mongoose's epoll descriptor (readable when any connection has I/O), or -1:
+ * lets another event loop (asyncio) wait for it instead of pymg_poll. */
+int pymg_poll_fd(struct pymg_manager *m);
 int pymg_wakeup(struct pymg_manager *m, unsigned long conn_id, const char *buf, size_t len);
 
 /* The connection whose event is being dispatched right now (Python needs the
