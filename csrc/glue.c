@@ -28,7 +28,7 @@ struct pymg_manager {
   unsigned long wakeup_id; /* the connection reading the wakeup pipe, or 0 */
   struct mg_connection *event_conn;
   size_t queue_len; /* entries in queue */
-  uint64_t queue[3 * PYMG_QUEUE_CAP];
+  uint64_t queue[1 + 3 * PYMG_QUEUE_CAP]; /* [0]: arena bytes in use when taken */
   char *arena;      /* copies of queued WebSocket messages, PYMG_ARENA_SIZE bytes */
   size_t arena_len;
   uint64_t last_sweep; /* mg_millis() of the last idle-buffer sweep */
@@ -44,7 +44,7 @@ static int is_deferrable(int ev) {
 static int queue_push(struct pymg_manager *m, unsigned long id, int ev, uint64_t aux) {
   uint64_t *entry;
   if (m->queue_len == PYMG_QUEUE_CAP) return 0;
-  entry = &m->queue[3 * m->queue_len];
+  entry = &m->queue[1 + 3 * m->queue_len];
   entry[0] = id;
   entry[1] = (uint64_t) ev;
   entry[2] = aux;
@@ -52,29 +52,29 @@ static int queue_push(struct pymg_manager *m, unsigned long id, int ev, uint64_t
   return 1;
 }
 
-/* Queue a WebSocket message: a struct mg_ws_message and its payload are
- * copied into the arena, and the entry carries the struct's offset. Mongoose
- * reuses the frame's memory as soon as this event returns; the copy lives
- * until Python has delivered the batch (no new message can arrive meanwhile:
- * only mg_mgr_poll reads, and it is never re-entered). */
+/* Queue a WebSocket message: its payload is copied into the arena and the
+ * entry's aux carries offset | length << 20 | flags << 40. Mongoose reuses the
+ * frame's memory as soon as this event returns; the copy lives until Python
+ * has read the batch (no new message can arrive meanwhile: only mg_mgr_poll
+ * reads, and it is never re-entered). */
+/* Offsets and lengths must fit their 20 bits of aux. */
+typedef char pymg_aux_fits[PYMG_ARENA_SIZE <= (1 << 20) && PYMG_BATCH_MESSAGE_MAX < (1 << 20)
+                               ? 1 : -1];
+
 static int queue_ws_message(struct pymg_manager *m, struct mg_connection *c,
                             const struct mg_ws_message *wm) {
-  size_t need = sizeof(struct mg_ws_message) + wm->data.len;
-  size_t at = (m->arena_len + 7) & ~(size_t) 7; /* keep the struct aligned */
-  struct mg_ws_message *copy;
-  if (wm->data.len > PYMG_BATCH_MESSAGE_MAX || m->queue_len == PYMG_QUEUE_CAP) return 0;
-  if (at + need > PYMG_ARENA_SIZE) return 0;
-  copy = (struct mg_ws_message *) (m->arena + at);
-  copy->data.buf = m->arena + at + sizeof(*copy);
-  copy->data.len = wm->data.len;
-  copy->flags = wm->flags;
-  if (wm->data.len > 0) memcpy(copy->data.buf, wm->data.buf, wm->data.len);
-  m->arena_len = at + need;
-  return queue_push(m, c->id, MG_EV_WS_MSG, (uint64_t) at);
+  size_t at = m->arena_len, len = wm->data.len;
+  if (len > PYMG_BATCH_MESSAGE_MAX || m->queue_len == PYMG_QUEUE_CAP) return 0;
+  if (at + len > PYMG_ARENA_SIZE) return 0;
+  if (len > 0) memcpy(m->arena + at, wm->data.buf, len);
+  m->arena_len = at + len;
+  return queue_push(m, c->id, MG_EV_WS_MSG,
+                    (uint64_t) at | (uint64_t) len << 20 | (uint64_t) wm->flags << 40);
 }
 
 size_t pymg_queue_take(struct pymg_manager *m) {
   size_t n = m->queue_len;
+  m->queue[0] = m->arena_len;
   m->queue_len = 0;
   m->arena_len = 0;
   return n;

@@ -53,9 +53,10 @@ struct pymg_addr {
  * before the next event it is sent directly (pymg_on_event's `pending`), when
  * pymg_poll returns, and before any MG_EV_CLOSE, so a connection is alive
  * while its queued events are delivered. `aux` is the arena offset of a
- * queued message's struct mg_ws_message, 0 otherwise. Whoever reports a count
- * (pymg_on_event, pymg_poll, pymg_queue_take) empties the queue: Python reads
- * the entries before any handler runs. */
+ * queued message's payload | its length << 20 | its flags << 40, 0 otherwise.
+ * Whoever reports a count (pymg_on_event, pymg_poll, pymg_queue_take) empties
+ * the queue: Python reads item 0 (arena bytes in use) and the entries from
+ * item 1 on, and the arena, before any handler runs. */
 enum { PYMG_QUEUE_CAP = 4096, PYMG_ARENA_SIZE = 262144, PYMG_BATCH_MESSAGE_MAX = 16384 };
 uint64_t *pymg_queue_items(struct pymg_manager *m);
 char *pymg_queue_arena(struct pymg_manager *m);

@@ -81,6 +81,9 @@ def _first_int(ctype: str) -> Callable[[Any], int]:
     return convert
 
 
+# Stands in for the C pointer of a WsMessage whose payload was copied out of the queue.
+_QUEUED = object()
+
 #: Events whose ``data`` is a message view, and the view class.
 _VIEW_EVENTS: dict[int, type[_MessageView]] = {
     MG_EV_HTTP_MSG: HttpMessage,
@@ -239,10 +242,13 @@ class Manager:
         Most carry no data; queued WebSocket messages come with a view over C's copy
         of the message, valid (as always) only while their handler runs.
         """
-        flat = ffi.unpack(self._queue, 3 * count)  # read before any handler queues more
+        flat = ffi.unpack(self._queue, 1 + 3 * count)  # read before any handler runs
+        arena_used = flat[0]
+        payloads = ffi.unpack(self._arena, arena_used) if arena_used else b""
         conns = self._conns
         entries = iter(flat)
-        for conn_id, ev, offset in zip(entries, entries, entries):
+        next(entries)
+        for conn_id, ev, aux in zip(entries, entries, entries):
             conn = conns.get(conn_id)
             if conn is None:
                 c = lib.pymg_find_conn(self._m, conn_id)
@@ -261,13 +267,16 @@ class Manager:
             view = self._views.pop(WsMessage, None)
             if view is None:
                 view = WsMessage()
-            view._raw = self._arena + offset
+            start = aux & 0xFFFFF
+            view._raw = _QUEUED
+            view._payload = payloads[start:start + ((aux >> 20) & 0xFFFFF)]
+            view._flags = aux >> 40
             try:
                 handler(conn, ev, view)
             except Exception as exc:
                 self._report(exc, conn, ev)
             finally:
-                view._raw = view._typed = None
+                view._raw = view._typed = view._payload = None
                 if _getrefcount is not None and _getrefcount(view) <= _UNSHARED_REFS:
                     self._views[WsMessage] = view
 

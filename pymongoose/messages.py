@@ -51,10 +51,6 @@ class _MessageView:
             typed = self._typed = ffi.cast(self._CTYPE, raw)
         return typed
 
-    def _retire(self) -> None:
-        self._raw = None
-        self._typed = None
-
     @property
     def is_valid(self) -> bool:
         """True while the handler that received this message is still running."""
@@ -179,32 +175,46 @@ class HttpMessage(_MessageView):
 
 
 class WsMessage(_MessageView):
-    """A WebSocket message (``MG_EV_WS_MSG``) or control frame (``MG_EV_WS_CTL``)."""
+    """A WebSocket message (``MG_EV_WS_MSG``) or control frame (``MG_EV_WS_CTL``).
 
-    __slots__ = ()
+    Small messages reach Python in batches, already copied out of C: then the view
+    holds the payload itself, and still expires when its handler returns.
+    """
+
+    __slots__ = ("_flags", "_payload")
     _CTYPE = ffi.typeof("struct mg_ws_message *")
+
+    def __init__(self, ptr: Any = None) -> None:
+        super().__init__(ptr)
+        self._payload: Optional[bytes] = None
+        self._flags = 0
 
     @property
     def data(self) -> bytes:
         """The payload, as bytes."""
+        payload = self._payload
+        if payload is not None:
+            return payload
         return mg_str_bytes(self._live().data)
 
     @property
     def text(self) -> str:
         """The payload decoded as UTF-8 (undecodable bytes become U+FFFD)."""
-        return mg_str_bytes(self._live().data).decode("utf-8", "replace")
+        return self.data.decode("utf-8", "replace")
 
     @property
     def flags(self) -> int:
         """The frame's first header byte: FIN bit (0x80) and opcode (low four bits)."""
+        if self._payload is not None:
+            return self._flags
         return int(self._live().flags)
 
     @property
     def op(self) -> int:
         """The opcode: ``WEBSOCKET_OP_TEXT``, ``WEBSOCKET_OP_BINARY``, ``WEBSOCKET_OP_PING``..."""
-        return int(self._live().flags) & 0x0F
+        return self.flags & 0x0F
 
     def __repr__(self) -> str:
         if self._raw is None:
             return "<WsMessage (expired)>"
-        return f"<WsMessage op={self.op} len={self._live().data.len}>"
+        return f"<WsMessage op={self.op} len={len(self.data)}>"
