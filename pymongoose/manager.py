@@ -161,6 +161,7 @@ class Manager:
         # One reusable view per class; replaced when a handler keeps a reference.
         self._views: dict[type[_MessageView], _MessageView] = {}
         self._http_view: Optional[HttpMessage] = None  # MG_EV_HTTP_MSG's, kept apart
+        self._ws_view: Optional[WsMessage] = None  # queued MG_EV_WS_MSG's
         self._opening: tuple[Optional[EventHandler], int] = (None, 0)
         self._depth = 0  # > 0 while C is inside a call that may dispatch events
         self._polling = False
@@ -264,9 +265,11 @@ class Manager:
                 except Exception as exc:
                     self._report(exc, conn, ev)
                 continue
-            view = self._views.pop(WsMessage, None)
+            view = self._ws_view
             if view is None:
                 view = WsMessage()
+            else:
+                self._ws_view = None
             start = aux & 0xFFFFF
             view._raw = _QUEUED
             view._payload = payloads[start:start + ((aux >> 20) & 0xFFFFF)]
@@ -278,7 +281,7 @@ class Manager:
             finally:
                 view._raw = view._typed = view._payload = None
                 if _getrefcount is not None and _getrefcount(view) <= _UNSHARED_REFS:
-                    self._views[WsMessage] = view
+                    self._ws_view = view
 
     def _call(self, handler: EventHandler, conn: Connection, ev: int, data: Any) -> None:
         try:
