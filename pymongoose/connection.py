@@ -178,6 +178,13 @@ class Connection:
     def _detach(self) -> None:
         self._c = None
 
+    def _work_queued(self) -> None:
+        """Let an outside event loop (pymongoose.aio) know the next poll has work to do."""
+        # send(), reply() and ws_send() inline this: they are the hot path.
+        wake = self._manager._on_work_queued
+        if wake is not None:
+            wake()
+
     # -- identity and state -------------------------------------------------------------
 
     @property
@@ -326,6 +333,9 @@ class Connection:
             data = ffi.from_buffer(data)
         if len(data) and not _mg_send(c, data, len(data)):
             raise MemoryError(f"connection {self._id}: cannot grow the send buffer")
+        wake = self._manager._on_work_queued
+        if wake is not None:
+            wake()
 
     def recv_data(self, length: int = -1, *, consume: bool = False) -> bytes:
         """A copy of up to ``length`` bytes (-1: all) of the receive buffer.
@@ -378,6 +388,9 @@ class Connection:
             except (KeyError, TypeError, AttributeError):
                 head = _response_head(headers)
         _http_reply(c, status_code, head, len(head), body, len(body))
+        wake = self._manager._on_work_queued
+        if wake is not None:
+            wake()
 
     def reply_json(self, data: Any, status_code: int = 200,
                    headers: Optional[Headers] = None) -> None:
@@ -393,6 +406,7 @@ class Connection:
         )
         head = _JSON + extra
         lib.pymg_http_reply(c, status_code, head, len(head), body, len(body))
+        self._work_queued()
 
     def _serve(self, message: HttpMessage, path: str, is_file: bool, extra_headers: Any,
                mime_types: str, page404: str, caller: str) -> None:
@@ -411,6 +425,7 @@ class Connection:
         extra = _extra_headers_text(extra_headers)
         lib.pymg_http_serve(c, hm, os.fsencode(fs_path), int(is_file), extra,
                             mime_types.encode("utf-8"), os.fsencode(page404))
+        self._work_queued()
 
     def serve_dir(self, message: HttpMessage, root_dir: str, extra_headers: Any = "",
                   mime_types: str = "", page404: str = "") -> None:
@@ -439,6 +454,7 @@ class Connection:
                             f"not {type(message).__name__}")
         hm = message._live()
         lib.pymg_ws_upgrade(c, hm, format_headers(extra_headers))
+        self._work_queued()
 
     def ws_send(self, data: Union[bytes, str], op: int = WEBSOCKET_OP_TEXT) -> int:
         """Send one WebSocket frame; returns the bytes queued (header included)."""
@@ -454,7 +470,11 @@ class Connection:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
             data = ffi.from_buffer(data)
-        return _mg_ws_send(c, data, len(data), op)  # type: ignore[no-any-return]
+        queued: int = _mg_ws_send(c, data, len(data), op)
+        wake = self._manager._on_work_queued
+        if wake is not None:
+            wake()
+        return queued
 
     # -- closing ------------------------------------------------------------------------
 
@@ -463,10 +483,12 @@ class Connection:
         c = self._c
         if c is not None:
             lib.pymg_conn_close(c)
+            self._work_queued()
 
     def drain(self) -> None:
         """Close gracefully: stop reading, send what is buffered, then close."""
         lib.pymg_conn_drain(self._live())
+        self._work_queued()
 
     def __repr__(self) -> str:
         if self._c is None:
