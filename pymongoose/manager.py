@@ -46,6 +46,10 @@ _HTTP_SCHEMES = frozenset({"http", "https", "ws", "wss"})
 _KNOWN_SCHEMES = _HTTP_SCHEMES | {"tcp", "udp", "tls", "ssl", "mqtt", "mqtts"}
 _slots = itertools.count(1)
 
+# Hot-path C functions, looked up once (attribute access on ``lib`` is not free).
+_pymg_poll = lib.pymg_poll
+_unpack = ffi.unpack
+
 # Mongoose logs to stdout at DEBUG level unless told otherwise.
 lib.pymg_log_init(MG_LL_ERROR)
 
@@ -101,6 +105,13 @@ _EVENT_DATA: dict[int, Callable[[Any], Any]] = {
     MG_EV_SNTP_TIME: _first_int("uint64_t *"),
 }
 
+
+
+def _check_timeout(timeout_ms: object) -> None:
+    if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool):
+        raise TypeError(f"timeout_ms must be int, not {type(timeout_ms).__name__}")
+    if timeout_ms < 0:
+        raise ValueError(f"timeout_ms must be >= 0, not {timeout_ms}")
 
 
 def _check_url(url: object, what: str) -> tuple[str, bytes]:
@@ -248,9 +259,9 @@ class Manager:
         Most carry no data; queued WebSocket messages come with a view over C's copy
         of the message, valid (as always) only while their handler runs.
         """
-        flat = ffi.unpack(self._queue, 1 + 3 * count)  # read before any handler runs
+        flat = _unpack(self._queue, 1 + 3 * count)  # read before any handler runs
         arena_used = flat[0]
-        payloads = ffi.unpack(self._arena, arena_used) if arena_used else b""
+        payloads = _unpack(self._arena, arena_used) if arena_used else b""
         conns = self._conns
         entries = iter(flat)
         next(entries)
@@ -355,21 +366,22 @@ class Manager:
 
         The GIL is released while Mongoose waits, so other threads run meanwhile.
         """
-        m = self._live()
-        if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool):
-            raise TypeError(f"timeout_ms must be int, not {type(timeout_ms).__name__}")
-        if timeout_ms < 0:
-            raise ValueError(f"timeout_ms must be >= 0, not {timeout_ms}")
+        m = self._m
+        if m is None or self._closing:
+            raise ManagerClosedError("this Manager is closed")
+        if type(timeout_ms) is not int or timeout_ms < 0:
+            _check_timeout(timeout_ms)
         if self._polling:
             raise RuntimeError("poll() cannot be called from inside an event handler")
         self._polling = True
         try:
-            queued = lib.pymg_poll(m, timeout_ms)
+            queued = _pymg_poll(m, timeout_ms)
             if queued:
                 self._drain(queued)
         finally:
             self._polling = False
-        self._settle()
+        if self._close_requested:
+            self._settle()
 
     def run(self, poll_ms: int = 100) -> None:
         """Poll until SIGINT or SIGTERM (or close()), then close the Manager.
