@@ -1,11 +1,16 @@
 /* pymongoose C glue: event routing and small helpers. See glue.h. */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mongoose.h"
 #include "glue.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 #if defined(__GLIBC__)
 #include <malloc.h> /* malloc_trim */
@@ -26,6 +31,12 @@ struct pymg_manager {
   struct mg_mgr mgr;
   unsigned slot;
   unsigned long wakeup_id; /* the connection reading the wakeup pipe, or 0 */
+  /* Messages from other threads (pymg_wakeup), oldest first, under wake_lock.
+   * Only the move from empty to non-empty writes to the pipe, so the pipe
+   * never fills up and no message is lost, whatever the senders do. */
+  pthread_mutex_t wake_lock;
+  struct pymg_wake_msg *wake_head, *wake_tail;
+  int wake_fd; /* the pipe's write end, or -1 */
   struct mg_connection *event_conn;
   size_t queue_len; /* entries in queue */
   uint64_t queue[1 + 3 * PYMG_QUEUE_CAP]; /* [0]: arena bytes in use when taken */
@@ -155,6 +166,68 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
   }
 }
 
+struct pymg_wake_msg {
+  struct pymg_wake_msg *next;
+  unsigned long conn_id;
+  size_t len;
+  char data[1];
+};
+
+static struct pymg_wake_msg *take_wake_msgs(struct pymg_manager *m) {
+  struct pymg_wake_msg *list;
+  pthread_mutex_lock(&m->wake_lock);
+  list = m->wake_head;
+  m->wake_head = m->wake_tail = NULL;
+  pthread_mutex_unlock(&m->wake_lock);
+  return list;
+}
+
+/* Handler of the pipe's read end: every notification delivers all messages. */
+static void on_wake_pipe(struct mg_connection *c, int ev, void *ev_data) {
+  struct pymg_manager *m = (struct pymg_manager *) c->mgr;
+  struct pymg_wake_msg *msg, *next;
+  (void) ev_data;
+  if (ev == MG_EV_READ) {
+    c->recv.len = 0; /* the notification bytes carry nothing */
+    for (msg = take_wake_msgs(m); msg != NULL; msg = next) {
+      struct mg_connection *t;
+      next = msg->next;
+      for (t = m->mgr.conns; t != NULL; t = t->next) {
+        if (t->id == msg->conn_id && !t->is_closing) {
+          struct mg_str data = mg_str_n(msg->data, msg->len);
+          mg_call(t, MG_EV_WAKEUP, &data);
+          break;
+        }
+      }
+      free(msg);
+    }
+  } else if (ev == MG_EV_CLOSE) {
+    for (msg = take_wake_msgs(m); msg != NULL; msg = next) {
+      next = msg->next;
+      free(msg);
+    }
+  }
+}
+
+static int wakeup_init(struct pymg_manager *m) {
+  int fds[2];
+  struct mg_connection *c;
+  if (socketpair(AF_UNIX, SOCK_DGRAM, 0, fds) != 0) return 0;
+  fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL, 0) | O_NONBLOCK);
+  fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL, 0) | O_NONBLOCK);
+  fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+  fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+  c = mg_wrapfd(&m->mgr, fds[1], on_wake_pipe, NULL);
+  if (c == NULL) {
+    close(fds[0]);
+    close(fds[1]);
+    return 0;
+  }
+  m->wake_fd = fds[0];
+  m->wakeup_id = c->id;
+  return 1;
+}
+
 struct pymg_manager *pymg_manager_new(unsigned slot, int enable_wakeup) {
   struct pymg_manager *m = (struct pymg_manager *) calloc(1, sizeof(*m));
   if (m == NULL) return NULL;
@@ -165,21 +238,20 @@ struct pymg_manager *pymg_manager_new(unsigned slot, int enable_wakeup) {
   }
   mg_mgr_init(&m->mgr);
   m->slot = slot;
-  if (enable_wakeup) {
-    if (!mg_wakeup_init(&m->mgr)) {
-      mg_mgr_free(&m->mgr);
-      free(m->arena);
-      free(m);
-      return NULL;
-    }
-    m->wakeup_id = m->mgr.conns->id; /* mg_wakeup_init adds it at the head */
+  m->wake_fd = -1;
+  pthread_mutex_init(&m->wake_lock, NULL);
+  if (enable_wakeup && !wakeup_init(m)) {
+    pymg_manager_free(m);
+    return NULL;
   }
   return m;
 }
 
 void pymg_manager_free(struct pymg_manager *m) {
   if (m == NULL) return;
-  mg_mgr_free(&m->mgr);
+  mg_mgr_free(&m->mgr); /* closes the pipe's read end, dropping queued messages */
+  if (m->wake_fd >= 0) close(m->wake_fd);
+  pthread_mutex_destroy(&m->wake_lock);
   free(m->arena);
   free(m);
 }
@@ -244,14 +316,29 @@ unsigned long pymg_wakeup_id(struct pymg_manager *m) {
   return m->wakeup_id;
 }
 
-/* Mongoose reads a wakeup datagram (connection id + payload) into one receive
- * buffer of MG_IO_SIZE bytes: a larger payload would arrive cut short. */
-typedef char pymg_wakeup_fits[PYMG_WAKEUP_MAX + sizeof(unsigned long) <= MG_IO_SIZE ? 1 : -1];
-
 int pymg_wakeup(struct pymg_manager *m, unsigned long conn_id, const char *buf, size_t len) {
-  /* mg_wakeup copies the message onto the stack and sends it as one datagram. */
-  if (len > PYMG_WAKEUP_MAX) return 0;
-  return mg_wakeup(&m->mgr, conn_id, buf, len) ? 1 : 0;
+  /* Any thread: queue a copy, and write to the pipe only if the queue was
+   * empty (the poll thread then delivers everything queued). */
+  struct pymg_wake_msg *msg;
+  int was_empty;
+  if (len > PYMG_WAKEUP_MAX || m->wake_fd < 0 || conn_id == 0) return 0;
+  msg = (struct pymg_wake_msg *) malloc(sizeof(*msg) + len);
+  if (msg == NULL) return 0;
+  msg->next = NULL;
+  msg->conn_id = conn_id;
+  msg->len = len;
+  if (len > 0) memcpy(msg->data, buf, len);
+  pthread_mutex_lock(&m->wake_lock);
+  was_empty = m->wake_head == NULL;
+  if (was_empty) {
+    m->wake_head = msg;
+  } else {
+    m->wake_tail->next = msg;
+  }
+  m->wake_tail = msg;
+  pthread_mutex_unlock(&m->wake_lock);
+  if (was_empty) (void) send(m->wake_fd, "w", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+  return 1;
 }
 
 struct mg_connection *pymg_event_conn(struct pymg_manager *m) {

@@ -18,7 +18,7 @@ enum pymg_proto {
 };
 
 /* Largest payload pymg_wakeup() passes on. */
-enum { PYMG_WAKEUP_MAX = 16376 };
+enum { PYMG_WAKEUP_MAX = 1048576 };
 
 /* Bits of pymg_conn_flags(): Mongoose's bit-fields, which cffi cannot read. */
 enum pymg_conn_flag {

@@ -516,9 +516,9 @@ class Manager:
     def wakeup(self, connection_id: int, data: Union[bytes, str] = b"") -> bool:
         """From any thread: deliver MG_EV_WAKEUP with ``data`` to a connection of this Manager.
 
-        Needs ``Manager(enable_wakeup=True)``. Returns False when the message could not
-        be queued. ``data`` is at most ``PYMG_WAKEUP_MAX`` (16376) bytes: Mongoose reads it
-        into one receive buffer.
+        Needs ``Manager(enable_wakeup=True)``. Messages are queued in C and delivered in
+        the order each thread sent them, none lost however fast they come; False means
+        there was no memory to queue it. ``data`` is at most 1 MiB.
         """
         m = self._live()
         if not self._wakeup_enabled:

@@ -142,10 +142,6 @@ def test_managers_in_several_threads_serve_concurrently() -> None:
         assert server.mgr.closed
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mg_wakeup() sends each message as a UDP datagram on a loopback socket pair and "
-    "ignores send()'s result; datagrams beyond the receiving socket's buffer are dropped "
-    "while wakeup() returns True (one is read per poll iteration)"))
 def test_wakeup_from_many_threads_delivers_every_message_once_in_order() -> None:
     """8 threads x 2,000 wakeups: each message arrives exactly once, per-thread in order."""
     senders, per_sender = 8, 2000

@@ -47,6 +47,7 @@ static void handle(struct mg_connection *c, int ev, void *ev_data) {
                   "Content-Length: %lu\r\n\r\n",
                   (unsigned long) hm->body.len);
         mg_send(c, hm->body.buf, hm->body.len);
+        c->is_resp = 0; /* response complete: Mongoose may parse the next request */
         break;
     }
   } else if (ev == MG_EV_WS_MSG) {
