@@ -8,7 +8,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
 import requests
 
 from pymongoose import MG_EV_HTTP_MSG, MG_EV_WAKEUP, Connection, Manager
