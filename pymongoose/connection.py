@@ -152,7 +152,7 @@ class Connection:
 
     A Connection is valid until its ``MG_EV_CLOSE`` event has been handled. After that,
     methods that need the C connection raise :class:`ConnectionClosedError`, and
-    ``is_closing`` stays True.
+    ``is_closing`` stays True. ``userdata`` holds anything you want to keep with it.
     """
 
     __slots__ = ("__weakref__", "_c", "_handler", "_id", "_interest", "_manager", "userdata")
