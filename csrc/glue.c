@@ -292,9 +292,81 @@ static void sweep_idle_buffers(struct pymg_manager *m) {
 #endif
 }
 
+struct pymg_timer {
+  struct mg_timer timer; /* first: Mongoose frees the whole struct in mg_mgr_free */
+  struct pymg_manager *m;
+  unsigned long id;
+  int cancelled;
+};
+
+static void on_timer(void *arg) {
+  struct pymg_timer *pt = (struct pymg_timer *) arg;
+  struct pymg_manager *m = pt->m;
+  if (pt->cancelled) return;
+  pymg_on_event(m->slot, pt->id, PYMG_EV_TIMER, NULL, pymg_queue_take(m));
+}
+
+int pymg_timer_add(struct pymg_manager *m, unsigned long id, uint64_t ms, int repeat,
+                   int run_now) {
+  struct pymg_timer *pt = (struct pymg_timer *) calloc(1, sizeof(*pt));
+  unsigned flags = (repeat ? MG_TIMER_REPEAT : 0U) | (run_now ? MG_TIMER_RUN_NOW : 0U);
+  if (pt == NULL) return 0;
+  pt->m = m;
+  pt->id = id;
+  mg_timer_init(&m->mgr.timers, &pt->timer, ms, flags, on_timer, pt);
+  return 1;
+}
+
+int pymg_timer_cancel(struct pymg_manager *m, unsigned long id) {
+  struct mg_timer *t;
+  for (t = m->mgr.timers; t != NULL; t = t->next) {
+    struct pymg_timer *pt = (struct pymg_timer *) t->arg;
+    if (t->fn == on_timer && pt->id == id && !pt->cancelled) {
+      /* Unlinking now could free the entry mg_timer_poll reads next. */
+      pt->cancelled = 1;
+      t->flags = (t->flags & ~(unsigned) MG_TIMER_REPEAT) | MG_TIMER_CALLED;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static int timer_done(const struct mg_timer *t) {
+  const struct pymg_timer *pt = (const struct pymg_timer *) t->arg;
+  return pt->cancelled || (!(t->flags & MG_TIMER_REPEAT) && (t->flags & MG_TIMER_CALLED));
+}
+
+/* Free cancelled and fired one-shot timers (outside mg_timer_poll). */
+static void reap_timers(struct pymg_manager *m) {
+  struct mg_timer **link = &m->mgr.timers;
+  while (*link != NULL) {
+    struct mg_timer *t = *link;
+    if (t->fn == on_timer && timer_done(t)) {
+      *link = t->next;
+      free(t);
+    } else {
+      link = &t->next;
+    }
+  }
+}
+
+/* How long pymg_poll may wait: no longer than until the next timer is due. */
+static int timer_wait_ms(struct pymg_manager *m, int timeout_ms) {
+  uint64_t now = mg_millis();
+  struct mg_timer *t;
+  for (t = m->mgr.timers; t != NULL && timeout_ms > 0; t = t->next) {
+    if (t->fn != on_timer || timer_done(t)) continue;
+    if (t->expire == 0 || t->expire <= now) return 0; /* new (to be armed) or due */
+    if (t->expire - now < (uint64_t) timeout_ms) timeout_ms = (int) (t->expire - now);
+  }
+  return timeout_ms;
+}
+
 size_t pymg_poll(struct pymg_manager *m, int timeout_ms) {
   uint64_t now;
+  if (m->mgr.timers != NULL) timeout_ms = timer_wait_ms(m, timeout_ms);
   mg_mgr_poll(&m->mgr, timeout_ms);
+  if (m->mgr.timers != NULL) reap_timers(m);
   now = mg_millis();
   if (now - m->last_sweep >= PYMG_SWEEP_MS) {
     m->last_sweep = now;

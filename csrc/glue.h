@@ -77,6 +77,16 @@ unsigned long pymg_wakeup_id(struct pymg_manager *m);
 int pymg_poll_fd(struct pymg_manager *m);
 int pymg_wakeup(struct pymg_manager *m, unsigned long conn_id, const char *buf, size_t len);
 
+/* Timers. A timer's callback reaches Python through pymg_on_event with
+ * ev == PYMG_EV_TIMER and the timer's id in place of a connection id. A
+ * cancelled timer never fires again; C frees it after the poll that saw it
+ * cancelled or done, never while Mongoose walks its timer list. pymg_poll
+ * waits no longer than the next timer is due. */
+enum { PYMG_EV_TIMER = -1 };
+int pymg_timer_add(struct pymg_manager *m, unsigned long id, uint64_t ms, int repeat,
+                   int run_now);
+int pymg_timer_cancel(struct pymg_manager *m, unsigned long id);
+
 /* The connection whose event is being dispatched right now (Python needs the
  * pointer only once, when it first wraps a connection). */
 struct mg_connection *pymg_event_conn(struct pymg_manager *m);

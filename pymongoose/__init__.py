@@ -56,6 +56,7 @@ from .errors import (
 )
 from .manager import ALL_EVENTS, Manager
 from .messages import HttpMessage, WsMessage
+from .timers import Timer
 from .utils import (
     base64_decode,
     base64_encode,
@@ -135,6 +136,7 @@ __all__ = [
     "ManagerClosedError",
     "MessageExpiredError",
     "PymongooseError",
+    "Timer",
     "WsMessage",
     "__version__",
     "base64_decode",

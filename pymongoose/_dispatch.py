@@ -50,6 +50,9 @@ def pymg_on_event(mgr_slot: int, conn_id: int, ev: int, ev_data: Any, pending: i
         return
     if pending:  # queued events come first, in order
         manager._drain(pending)
+    if ev < 0:  # PYMG_EV_TIMER, the only negative code: conn_id is the timer's id
+        manager._fire_timer(conn_id)
+        return
     conn = manager._conns.get(conn_id)
     if conn is None:
         conn = manager._adopt(conn_id)

@@ -32,6 +32,7 @@ from .constants import (
 )
 from .errors import ConnectError, ListenError, ManagerClosedError
 from .messages import HttpMessage, WsMessage, _MessageView
+from .timers import Timer, TimerCallback
 
 __all__ = ["ALL_EVENTS", "Manager", "interest_mask"]
 
@@ -169,6 +170,8 @@ class Manager:
         self._interest = interest_mask(handler, events)
         self._error_handler = error_handler
         self._conns: dict[int, Connection] = {}
+        self._timers: dict[int, Timer] = {}  # active ones: they keep their callbacks alive
+        self._timer_ids = itertools.count(1)
         # One reusable view per class; replaced when a handler keeps a reference.
         self._views: dict[type[_MessageView], _MessageView] = {}
         self._http_view: Optional[HttpMessage] = None  # MG_EV_HTTP_MSG's, kept apart
@@ -306,13 +309,56 @@ class Manager:
             self._report(exc, conn, ev)
 
     def _report(self, exc: Exception, conn: Connection, ev: int) -> None:
+        self._report_error(exc, f"handler raised on {conn!r} during {event_name(ev)}")
+
+    def _report_error(self, exc: Exception, context: str) -> None:
         if self._error_handler is not None:
             try:
                 self._error_handler(exc)
                 return
             except Exception:
                 _log.exception("error_handler raised while handling %r", exc)
-        _log.error("handler raised on %r during %s", conn, event_name(ev), exc_info=exc)
+        _log.error("%s", context, exc_info=exc)
+
+    # -- timers -------------------------------------------------------------------------
+
+    def timer_add(self, milliseconds: int, callback: TimerCallback, *, repeat: bool = False,
+                  run_now: bool = False) -> Timer:
+        """Run ``callback()`` after ``milliseconds``; every period with ``repeat=True``.
+
+        ``run_now=True`` also runs it at the next poll. Exceptions it raises go where
+        handler exceptions go. Returns a :class:`Timer`; keeping it is optional.
+        """
+        m = self._live()
+        if not isinstance(milliseconds, int) or isinstance(milliseconds, bool):
+            raise TypeError(f"milliseconds must be int, not {type(milliseconds).__name__}")
+        if milliseconds < 0:
+            raise ValueError(f"milliseconds must be >= 0, not {milliseconds}")
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        timer = Timer(self, next(self._timer_ids), callback, bool(repeat))
+        if not lib.pymg_timer_add(m, timer.id, milliseconds, int(bool(repeat)),
+                                  int(bool(run_now))):
+            raise MemoryError("cannot allocate a Mongoose timer")
+        self._timers[timer.id] = timer
+        return timer
+
+    def _cancel_timer(self, timer_id: int) -> None:
+        self._timers.pop(timer_id, None)
+        if self._m is not None:
+            lib.pymg_timer_cancel(self._m, timer_id)
+
+    def _fire_timer(self, timer_id: int) -> None:
+        timer = self._timers.get(timer_id)
+        if timer is None:
+            return
+        if not timer._repeat:
+            del self._timers[timer_id]
+            timer._active = False
+        try:
+            timer._callback()
+        except Exception as exc:
+            self._report_error(exc, f"timer callback raised in {timer!r}")
 
     # -- state --------------------------------------------------------------------------
 
@@ -561,6 +607,9 @@ class Manager:
             for conn in self._conns.values():
                 conn._detach()
             self._conns.clear()
+            for timer in self._timers.values():
+                timer._active = False  # Mongoose freed them with the manager
+            self._timers.clear()
             _dispatch.MANAGERS.pop(self._slot, None)
 
     def __enter__(self) -> Manager:
