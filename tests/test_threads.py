@@ -142,8 +142,8 @@ def test_managers_in_several_threads_serve_concurrently() -> None:
 
 
 def test_wakeup_from_many_threads_delivers_every_message_once_in_order() -> None:
-    """8 threads x 2,000 wakeups: each message arrives exactly once, per-thread in order."""
-    senders, per_sender = 8, 2000
+    """8 threads x 10,000 wakeups: each message arrives exactly once, per-thread in order."""
+    senders, per_sender = 8, 10_000
     received: list[tuple[int, int]] = []
     flushed = threading.Event()
     errors: list[BaseException] = []
@@ -207,7 +207,7 @@ def test_wakeup_from_many_threads_delivers_every_message_once_in_order() -> None
 
 
 def test_wakeup_with_bounded_backlog_is_exact_and_ordered() -> None:
-    """8 threads x 2,000 wakeups, each thread with at most 8 messages in flight: every
+    """8 threads x 10,000 wakeups, each thread with at most 8 messages in flight: every
     message arrives exactly once, and each thread's messages arrive in order."""
     senders, per_sender, window = 8, 2000, 8
     in_flight = [threading.Semaphore(window) for _ in range(senders)]
