@@ -598,15 +598,11 @@ static char *format_decimal(char *end, size_t v) {
   return end;
 }
 
-void pymg_http_reply(struct mg_connection *c, int status, const char *headers,
-                     size_t headers_len, const char *body, size_t body_len) {
-  /* Status line and Content-Length are composed on the stack; headers and
-   * body are appended as they are: three mg_send calls, no printf. */
+/* "HTTP/1.1 <status> <reason>\r\n", composed on the stack: no printf. */
+static void send_status_line(struct mg_connection *c, int status) {
   char line[96], digits[24], *p;
   const char *reason = reason_phrase(status);
   size_t n, rlen = strlen(reason);
-  int bodiless = (status >= 100 && status < 200) || status == 204 || status == 304;
-  const struct pymg_route *r = (const struct pymg_route *) c->fn_data;
   memcpy(line, "HTTP/1.1 ", 9);
   p = format_decimal(digits + sizeof(digits), (size_t) status);
   n = (size_t) (digits + sizeof(digits) - p);
@@ -619,6 +615,28 @@ void pymg_http_reply(struct mg_connection *c, int status, const char *headers,
   line[n++] = '\r';
   line[n++] = '\n';
   mg_send(c, line, n);
+}
+
+void pymg_http_reply_head(struct mg_connection *c, int status, const char *headers,
+                          size_t headers_len) {
+  send_status_line(c, status);
+  if (headers_len > 0) mg_send(c, headers, headers_len);
+  mg_send(c, "\r\n", 2);
+}
+
+void pymg_error(struct mg_connection *c, const char *message) {
+  mg_error(c, "%s", message);
+}
+
+void pymg_http_reply(struct mg_connection *c, int status, const char *headers,
+                     size_t headers_len, const char *body, size_t body_len) {
+  /* Status line and Content-Length are composed on the stack; headers and
+   * body are appended as they are: a few mg_send calls, no printf. */
+  char digits[24], *p;
+  size_t n;
+  int bodiless = (status >= 100 && status < 200) || status == 204 || status == 304;
+  const struct pymg_route *r = (const struct pymg_route *) c->fn_data;
+  send_status_line(c, status);
   if (headers_len > 0) mg_send(c, headers, headers_len);
   if (bodiless) {
     mg_send(c, "\r\n", 2);

@@ -118,6 +118,12 @@ size_t pymg_recv_consume(struct mg_connection *c, size_t len);
  * "Name: value\r\n" lines), Content-Length and body in one go. */
 void pymg_http_reply(struct mg_connection *c, int status, const char *headers,
                      size_t headers_len, const char *body, size_t body_len);
+/* The head of a response whose length is not known up front (chunked, or a
+ * Server-Sent Events stream): status line and headers, no Content-Length. */
+void pymg_http_reply_head(struct mg_connection *c, int status, const char *headers,
+                          size_t headers_len);
+/* mg_error with a plain message: MG_EV_ERROR, then the connection closes. */
+void pymg_error(struct mg_connection *c, const char *message);
 void pymg_http_serve(struct mg_connection *c, struct mg_http_message *hm, const char *path,
                      int is_file, const char *extra_headers, const char *mime_types,
                      const char *page404);

@@ -99,32 +99,43 @@ def _check_status(status_code: object) -> None:
 
 # Formatted response heads by their header items: handlers usually pass the same few
 # dicts again and again. Bounded, so varying values cannot grow it without limit.
-_HEAD_CACHE: dict[tuple[tuple[str, str], ...], bytes] = {}
+_HEAD_CACHE: dict[tuple[tuple[str, str], ...], tuple[bytes, int]] = {}
 _HEAD_CACHE_MAX = 256
 
+# How a reply's length is known: Content-Length (the usual), or not at all because the
+# headers open a stream: chunked transfer encoding, or a Server-Sent Events stream.
+_SIZED, _CHUNKED, _EVENT_STREAM = 0, 1, 2
 
-def _format_response_head(headers: Headers) -> bytes:
+
+def _format_response_head(headers: Headers) -> tuple[bytes, int]:
     head = format_headers(headers, forbid=("content-length",))
     if not _has_header(head, b"content-type"):
         head += _PLAIN_TEXT
-    return head
+    lines = head.lower().split(b"\r\n")
+    if any(line.startswith(b"transfer-encoding:") and b"chunked" in line for line in lines):
+        return head, _CHUNKED
+    if any(line.startswith(b"content-type:") and b"text/event-stream" in line
+           for line in lines):
+        return head, _EVENT_STREAM
+    return head, _SIZED
 
 
-def _response_head(headers: Headers) -> bytes:
-    """The header lines of a reply: ``headers`` plus a default Content-Type."""
+def _response_head(headers: Headers) -> tuple[bytes, int]:
+    """The header lines of a reply (``headers`` plus a default Content-Type), and how
+    its length is told."""
     if type(headers) is not dict:
         return _format_response_head(headers)
     key = tuple(headers.items())
     try:
-        head = _HEAD_CACHE.get(key)
+        entry = _HEAD_CACHE.get(key)
     except TypeError:  # an unhashable value: format_headers says what is wrong
         return _format_response_head(headers)
-    if head is None:
-        head = _format_response_head(headers)
+    if entry is None:
+        entry = _format_response_head(headers)
         if len(_HEAD_CACHE) >= _HEAD_CACHE_MAX:
             _HEAD_CACHE.clear()
-        _HEAD_CACHE[key] = head
-    return head
+        _HEAD_CACHE[key] = entry
+    return entry
 
 
 def _extra_headers_text(extra: Union[str, Headers, None]) -> bytes:
@@ -381,16 +392,77 @@ class Connection:
                 raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
             body = ffi.from_buffer(body)
         if headers is None:
-            head = _PLAIN_TEXT
+            head, framing = _PLAIN_TEXT, _SIZED
         else:
             try:
-                head = _HEAD_CACHE[tuple(headers.items())]  # type: ignore[union-attr]
+                head, framing = _HEAD_CACHE[tuple(headers.items())]  # type: ignore[union-attr]
             except (KeyError, TypeError, AttributeError):
-                head = _response_head(headers)
-        _http_reply(c, status_code, head, len(head), body, len(body))
+                head, framing = _response_head(headers)
+        if framing:
+            self._reply_stream(c, status_code, head, framing, body)
+        else:
+            _http_reply(c, status_code, head, len(head), body, len(body))
         wake = self._manager._on_work_queued
         if wake is not None:
             wake()
+
+    def _reply_stream(self, c: Any, status_code: int, head: bytes, framing: int,
+                      body: Any) -> None:
+        """The head of a chunked or event-stream reply; ``body`` as its first part."""
+        lib.pymg_http_reply_head(c, status_code, head, len(head))
+        if len(body):
+            if framing == _CHUNKED:
+                lib.mg_http_write_chunk(c, body, len(body))
+            else:
+                _mg_send(c, body, len(body))
+
+    def http_chunk(self, data: Union[bytes, str]) -> None:
+        """Send one chunk of a chunked reply; an empty chunk ends the reply.
+
+        Start with ``reply(status, headers={"Transfer-Encoding": "chunked"})``.
+        """
+        c = self._live()
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        elif not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
+        lib.mg_http_write_chunk(c, ffi.from_buffer(data), len(data))
+        self._work_queued()
+
+    def http_sse(self, event_type: str, data: str) -> None:
+        """Send one Server-Sent Event: ``event: <event_type>`` and ``data:`` lines.
+
+        Start with ``reply(200, headers={"Content-Type": "text/event-stream"})``. A
+        multi-line ``data`` becomes one ``data:`` line per line, as the format requires.
+        """
+        c = self._live()
+        if not isinstance(event_type, str) or not isinstance(data, str):
+            raise TypeError("event_type and data must be str")
+        if "\r" in event_type or "\n" in event_type:
+            raise ValueError(f"event_type {event_type!r} contains a line break")
+        lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        frame = f"event: {event_type}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
+        raw = frame.encode("utf-8")
+        _mg_send(c, raw, len(raw))
+        self._work_queued()
+
+    def http_basic_auth(self, username: str, password: str) -> None:
+        """Queue an ``Authorization: Basic`` header line (for a request being sent)."""
+        c = self._live()
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise TypeError("username and password must be str")
+        if "\0" in username or "\0" in password or ":" in username:
+            raise ValueError("username must not contain ':' and neither may contain NUL")
+        lib.mg_http_bauth(c, username.encode("utf-8"), password.encode("utf-8"))
+        self._work_queued()
+
+    def error(self, message: str) -> None:
+        """Raise MG_EV_ERROR with ``message`` on this connection, then close it."""
+        c = self._live()
+        if not isinstance(message, str):
+            raise TypeError(f"message must be str, not {type(message).__name__}")
+        lib.pymg_error(c, message.replace("\0", "\\0").encode("utf-8"))
+        self._work_queued()
 
     def reply_json(self, data: Any, status_code: int = 200,
                    headers: Optional[Headers] = None) -> None:

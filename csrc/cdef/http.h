@@ -18,3 +18,6 @@ struct mg_http_message {
 struct mg_str *mg_http_get_header(struct mg_http_message *, const char *name);
 int mg_http_get_var(const struct mg_str *, const char *name, char *, size_t);
 struct mg_str mg_http_get_header_var(struct mg_str s, struct mg_str v);
+/* Declared with char * (C takes char * too): Python bytes pass without a copy. */
+void mg_http_write_chunk(struct mg_connection *c, const char *buf, size_t len);
+void mg_http_bauth(struct mg_connection *, const char *user, const char *pass);
