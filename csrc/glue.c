@@ -686,23 +686,36 @@ int pymg_http_status(struct mg_http_message *hm) {
   return mg_http_status(hm);
 }
 
-/* Mongoose logs one character at a time; collect a line, then write it. */
-static char s_log_line[512];
-static size_t s_log_len;
+/* Mongoose logs one character at a time; collect a line (per thread: several
+ * managers may log at once), then hand it to Python's logging through the one
+ * entry point (slot 0 is no manager's), or write it to stderr. */
+static __thread char s_log_line[512];
+static __thread size_t s_log_len;
+static int s_log_to_python;
 
-static void log_to_stderr(char ch, void *param) {
+static void collect_log_char(char ch, void *param) {
   (void) param;
   if (ch == '\n' || s_log_len == sizeof(s_log_line) - 1) {
     s_log_line[s_log_len] = '\0';
     while (s_log_len > 0 && s_log_line[s_log_len - 1] == '\r') s_log_line[--s_log_len] = '\0';
-    if (s_log_len > 0) fprintf(stderr, "mongoose: %s\n", s_log_line);
+    if (s_log_len > 0) {
+      if (s_log_to_python) {
+        pymg_on_event(0, 0, PYMG_EV_LOG, s_log_line, 0);
+      } else {
+        fprintf(stderr, "mongoose: %s\n", s_log_line);
+      }
+    }
     s_log_len = 0;
     if (ch == '\n') return;
   }
   s_log_line[s_log_len++] = ch;
 }
 
+void pymg_log_to_python(int enable) {
+  s_log_to_python = enable;
+}
+
 void pymg_log_init(int level) {
   mg_log_set(level);
-  mg_log_set_fn(log_to_stderr, NULL);
+  mg_log_set_fn(collect_log_char, NULL);
 }

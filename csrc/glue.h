@@ -131,5 +131,9 @@ void pymg_ws_upgrade(struct mg_connection *c, struct mg_http_message *hm,
                      const char *extra_headers);
 int pymg_http_status(struct mg_http_message *hm);
 
-/* Mongoose's own log lines: level, and where they go (stderr, line by line). */
+/* Mongoose's own log lines, collected line by line: to Python (pymg_on_event
+ * with mgr_slot 0, ev PYMG_EV_LOG and the line as a char * in ev_data) once
+ * pymg_log_to_python(1) was called, to stderr before. */
+enum { PYMG_EV_LOG = -2 };
 void pymg_log_init(int level);
+void pymg_log_to_python(int enable);

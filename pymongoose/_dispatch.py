@@ -14,7 +14,7 @@ import sys
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
-from ._ffi import ffi
+from ._ffi import ffi, lib
 from .constants import MG_EV_HTTP_HDRS, MG_EV_HTTP_MSG
 from .messages import HttpMessage
 
@@ -42,11 +42,29 @@ def _on_escape(exc_type: type[BaseException], exc: BaseException,
     _log.error("pymongoose: internal error in event dispatch", exc_info=(exc_type, exc, tb))
 
 
+# Mongoose's log lines start "<hex millis> <level> <file>:<line>:<function>".
+_MONGOOSE_LOG = logging.getLogger("pymongoose.mongoose")
+_LOG_LEVELS = {1: logging.ERROR, 2: logging.INFO, 3: logging.DEBUG, 4: logging.DEBUG}
+PYMG_EV_LOG: int = lib.PYMG_EV_LOG
+
+
+def _forward_log_line(raw: bytes) -> None:
+    """One Mongoose log line into the ``pymongoose.mongoose`` logger, at its level."""
+    line = raw.decode("utf-8", "replace")
+    parts = line.split(None, 2)
+    level = logging.ERROR
+    if len(parts) >= 2 and parts[1].isdigit():
+        level = _LOG_LEVELS.get(int(parts[1]), logging.DEBUG)
+    _MONGOOSE_LOG.log(level, "%s", line)
+
+
 @_def_extern(onerror=_on_escape)
 def pymg_on_event(mgr_slot: int, conn_id: int, ev: int, ev_data: Any, pending: int) -> None:
     try:
         manager = MANAGERS[mgr_slot]
-    except KeyError:  # a Manager being torn down
+    except KeyError:  # a Mongoose log line (slot 0), or a Manager being torn down
+        if mgr_slot == 0 and ev == PYMG_EV_LOG:
+            _forward_log_line(ffi.string(ffi.cast("char *", ev_data)))
         return
     if pending:  # queued events come first, in order
         manager._drain(pending)

@@ -53,6 +53,7 @@ _unpack = ffi.unpack
 
 # Mongoose logs to stdout at DEBUG level unless told otherwise.
 lib.pymg_log_init(MG_LL_ERROR)
+lib.pymg_log_to_python(1)  # into the "pymongoose.mongoose" logger (see _dispatch)
 
 
 def interest_mask(handler: Optional[EventHandler], events: Optional[Iterable[int]]) -> int:

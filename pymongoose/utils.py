@@ -482,8 +482,8 @@ def random_str(length: int) -> str:
 def log_set(level: int) -> None:
     """Set Mongoose's log level, ``MG_LL_NONE`` to ``MG_LL_VERBOSE``.
 
-    Its lines go to stderr, prefixed ``mongoose:``; pymongoose starts at
-    ``MG_LL_ERROR``.
+    Its lines go to the ``pymongoose.mongoose`` logger at the matching ``logging``
+    level; pymongoose starts at ``MG_LL_ERROR``.
     """
     if isinstance(level, bool) or not isinstance(level, int):
         raise TypeError(f"log level must be an int (MG_LL_*), not {type(level).__name__}")

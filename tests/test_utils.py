@@ -13,6 +13,7 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import logging
 import math
 import re
 import string
@@ -695,12 +696,34 @@ def test_log_level_round_trips() -> None:
 
 
 @pytest.mark.usefixtures("restore_log_level")
-def test_log_level_decides_what_mongoose_prints(capfd: pytest.CaptureFixture[str]) -> None:
+def test_log_level_decides_what_mongoose_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """Mongoose's lines reach the ``pymongoose.mongoose`` logger, as many as the level says."""
     url = "http://127.0.0.1:0"
-    for level, printed in ((MG_LL_ERROR, False), (MG_LL_DEBUG, True)):
+    caplog.set_level(logging.DEBUG, logger="pymongoose.mongoose")
+    for level, logged in ((MG_LL_ERROR, False), (MG_LL_DEBUG, True)):
+        caplog.clear()
         log_set(level)
         with Manager() as manager:
             manager.listen(url)
-        lines = [line for line in capfd.readouterr().err.splitlines()
-                 if line.startswith("mongoose:") and url in line]
-        assert bool(lines) is printed
+        records = [r for r in caplog.records
+                   if r.name == "pymongoose.mongoose" and url in r.getMessage()]
+        assert bool(records) is logged
+        assert all(r.levelno == logging.DEBUG for r in records)
+
+
+def test_mongoose_errors_are_logged_at_error_level(caplog: pytest.LogCaptureFixture) -> None:
+    """A malformed request makes Mongoose log an error: it arrives as an ERROR record."""
+    import socket
+
+    caplog.set_level(logging.DEBUG, logger="pymongoose.mongoose")
+    with Manager(lambda conn, ev, data: None) as manager:
+        port = manager.listen("http://127.0.0.1:0").local_addr[1]  # type: ignore[index]
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"\x00\x01 not http at all\r\n\r\n")
+            for _ in range(50):
+                manager.poll(10)
+                if any(r.levelno == logging.ERROR and r.name == "pymongoose.mongoose"
+                       for r in caplog.records):
+                    break
+    assert any(r.levelno == logging.ERROR and "HTTP parse" in r.getMessage()
+               for r in caplog.records if r.name == "pymongoose.mongoose")
