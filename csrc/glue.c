@@ -469,11 +469,6 @@ void pymg_set_interest(struct mg_connection *c, uint64_t interest) {
   if (r != NULL) r->interest = interest;
 }
 
-uint64_t pymg_get_interest(struct mg_connection *c) {
-  struct pymg_route *r = (struct pymg_route *) c->fn_data;
-  return r == NULL ? 0 : r->interest;
-}
-
 struct mg_connection *pymg_next_conn(struct pymg_manager *m, struct mg_connection *c) {
   /* Mongoose's own helpers (the wakeup pipe) have another handler: skip them. */
   for (c = c == NULL ? m->mgr.conns : c->next; c != NULL; c = c->next) {

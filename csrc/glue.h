@@ -101,7 +101,6 @@ struct mg_connection *pymg_connect(struct pymg_manager *m, const char *url, int 
 
 /* Routing state of one connection. */
 void pymg_set_interest(struct mg_connection *c, uint64_t interest);
-uint64_t pymg_get_interest(struct mg_connection *c);
 unsigned long pymg_origin_id(struct mg_connection *c);
 void pymg_mark_wrapped(struct mg_connection *c);
 /* Walk the connections pymongoose routes: NULL gives the newest, then older ones. */

@@ -19,8 +19,6 @@ from .connection import Connection, EventHandler, format_headers
 from .constants import (
     MG_EV_CLOSE,
     MG_EV_ERROR,
-    MG_EV_HTTP_HDRS,
-    MG_EV_HTTP_MSG,
     MG_EV_MQTT_OPEN,
     MG_EV_SNTP_TIME,
     MG_EV_WAKEUP,
@@ -90,10 +88,9 @@ def _first_int(ctype: str) -> Callable[[Any], int]:
 # Stands in for the C pointer of a WsMessage whose payload was copied out of the queue.
 _QUEUED = object()
 
-#: Events whose ``data`` is a message view, and the view class.
+#: Events whose ``data`` is a message view, and the view class (MG_EV_HTTP_MSG and
+#: MG_EV_HTTP_HDRS are lent their HttpMessage by the dispatcher itself).
 _VIEW_EVENTS: dict[int, type[_MessageView]] = {
-    MG_EV_HTTP_MSG: HttpMessage,
-    MG_EV_HTTP_HDRS: HttpMessage,
     MG_EV_WS_OPEN: HttpMessage,
     MG_EV_WS_MSG: WsMessage,
     MG_EV_WS_CTL: WsMessage,
