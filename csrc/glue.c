@@ -8,6 +8,8 @@
 
 #include "mongoose.h"
 #include "glue.h"
+#include "route.h"
+#include "tls.h"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -99,16 +101,7 @@ char *pymg_queue_arena(struct pymg_manager *m) {
   return m->arena;
 }
 
-/* Per-connection routing state, kept in c->fn_data. Accepted connections get
- * their own copy of the listener's, made on their MG_EV_OPEN. */
-struct pymg_route {
-  uint64_t interest;       /* bit N set: event N goes to Python */
-  unsigned long owner_id;  /* id of the connection this route belongs to */
-  unsigned long origin_id; /* for accepted connections, the listener's id */
-  int wrapped;             /* Python holds a Connection object for it */
-  int head_request;        /* the request being answered is a HEAD */
-  int active;              /* read or wrote since the last idle sweep */
-};
+/* Per-connection routing state: struct pymg_route, in route.h. */
 
 static int wants(const struct pymg_route *r, int ev) {
   /* Python wraps a connection on the first event it receives, so a wrapped
@@ -123,11 +116,13 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
   struct pymg_manager *m = (struct pymg_manager *) c->mgr;
   struct pymg_route *r = (struct pymg_route *) c->fn_data;
   struct mg_connection *outer;
+  const struct pymg_route *listener = NULL;
+  char error_text[320];
   if (r == NULL) return;
   if (ev == MG_EV_READ || ev == MG_EV_WRITE) r->active = 1;
   if (ev == MG_EV_OPEN && c->is_accepted) {
     /* c->fn_data is still the listener's route: give c its own copy. */
-    struct pymg_route *own = (struct pymg_route *) malloc(sizeof(*own));
+    struct pymg_route *own = (struct pymg_route *) calloc(1, sizeof(*own));
     if (own == NULL) {
       c->fn_data = NULL;
       c->is_closing = 1;
@@ -139,9 +134,16 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
     own->wrapped = 0;
     own->head_request = 0;
     own->active = 1;
+    listener = r;
     c->fn_data = r = own;
   } else if (r->owner_id == 0) {
     r->owner_id = c->id;
+  }
+  /* TLS is set up here, in C, not from the batched Python event. */
+  if (ev == MG_EV_CONNECT && !pymg_tls_on_connect(c, r)) return;
+  if (ev == MG_EV_ERROR) {
+    ev_data = (void *) pymg_tls_error_text(c, (const char *) ev_data, error_text,
+                                           sizeof(error_text));
   }
   if (ev == MG_EV_HTTP_MSG && !c->is_client) {
     const struct mg_str *method = &((struct mg_http_message *) ev_data)->method;
@@ -160,7 +162,10 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
       m->event_conn = outer;
     }
   }
+  /* After MG_EV_OPEN is routed, so that an error follows it. */
+  if (listener != NULL && c->fn_data == r) pymg_tls_on_accept(c, r, listener);
   if (ev == MG_EV_CLOSE) {
+    pymg_tls_on_close(r);
     free(c->fn_data);
     c->fn_data = NULL;
   }
@@ -272,13 +277,16 @@ struct mg_mgr *pymg_manager_mgr(struct pymg_manager *m) {
  * used) for its whole life, which makes an idle keep-alive connection cost
  * ~32 KB. Once a second, buffers that are empty and were not used since the
  * previous sweep are freed (Mongoose reallocates them on the next read or
- * send), and the freed memory is handed back to the system. */
-static void sweep_idle_buffers(struct pymg_manager *m) {
+ * send), and the freed memory is handed back to the system. The same walk
+ * closes TLS connections whose handshake outlived its deadline (tls.c). */
+static void sweep_idle_buffers(struct pymg_manager *m, uint64_t now) {
   struct mg_connection *c;
   size_t freed = 0;
   for (c = m->mgr.conns; c != NULL; c = c->next) {
     struct pymg_route *r = (struct pymg_route *) c->fn_data;
-    if (c->fn != route_event || r == NULL || c->is_tls || c->is_listening) continue;
+    if (c->fn != route_event || r == NULL) continue;
+    if (c->is_tls) pymg_tls_check_deadline(c, r, now);
+    if (c->is_tls || c->is_listening) continue;
     if (r->active) {
       r->active = 0;
     } else if (c->recv.len == 0 && c->send.len == 0 && c->recv.size + c->send.size > 0) {
@@ -370,7 +378,7 @@ size_t pymg_poll(struct pymg_manager *m, int timeout_ms) {
   now = mg_millis();
   if (now - m->last_sweep >= PYMG_SWEEP_MS) {
     m->last_sweep = now;
-    sweep_idle_buffers(m);
+    sweep_idle_buffers(m, now);
   }
   return pymg_queue_take(m);
 }

@@ -57,6 +57,7 @@ from .errors import (
 from .manager import ALL_EVENTS, Manager
 from .messages import HttpMessage, WsMessage
 from .timers import Timer
+from .tls import TlsOpts
 from .utils import (
     base64_decode,
     base64_encode,
@@ -137,6 +138,7 @@ __all__ = [
     "MessageExpiredError",
     "PymongooseError",
     "Timer",
+    "TlsOpts",
     "WsMessage",
     "__version__",
     "base64_decode",

@@ -19,6 +19,7 @@ from .constants import (
 )
 from .errors import ConnectionClosedError
 from .messages import HttpMessage
+from .tls import TlsOpts
 
 if TYPE_CHECKING:
     from .manager import Manager
@@ -178,7 +179,8 @@ class Connection:
     ``is_closing`` stays True. ``userdata`` holds anything you want to keep with it.
     """
 
-    __slots__ = ("__weakref__", "_c", "_handler", "_id", "_interest", "_manager", "userdata")
+    __slots__ = ("__weakref__", "_c", "_handler", "_id", "_interest", "_manager", "_peer_host",
+                 "userdata")
 
     def __init__(self, manager: Manager, c: Any, handler: Optional[EventHandler],
                  interest: int) -> None:
@@ -187,6 +189,7 @@ class Connection:
         self._id: int = int(c.id)
         self._handler = handler
         self._interest = interest
+        self._peer_host = b""  # a client's URL host: its default TLS server name
         #: Anything you want to keep with this connection.
         self.userdata: Any = None
 
@@ -556,6 +559,52 @@ class Connection:
         if wake is not None:
             wake()
         return queued
+
+    # -- TLS ----------------------------------------------------------------------------
+
+    def tls_init(self, opts: TlsOpts) -> None:
+        """Use TLS on this connection, set up in C at the moment Mongoose needs it.
+
+        On a listener, every connection it accepts from now on does the server side of
+        the handshake (``opts`` needs ``cert`` and ``key``; with ``ca``, clients must
+        present a certificate it signed). On a client, call it right after
+        ``connect()``: the handshake starts as soon as the TCP connection is up, and
+        the server is verified against ``opts.ca`` and ``opts.name`` (default: the
+        URL's host); without ``ca``, ``skip_verification=True`` is required. A
+        failed handshake raises MG_EV_ERROR ("TLS handshake failed: ...") and closes
+        the connection.
+        """
+        c = self._live()
+        if not isinstance(opts, TlsOpts):
+            raise TypeError(f"tls_init needs a TlsOpts, not {type(opts).__name__}")
+        flags = self._flags()
+        if flags & _F_UDP:
+            raise ValueError("TLS needs a TCP connection; this one is UDP")
+        if flags & _F_CLIENT:
+            opts._check_client()
+        else:
+            opts._check_server()
+        result = lib.pymg_tls_set(c, opts._conf(self._peer_host))
+        if result == lib.PYMG_TLS_ALREADY:
+            raise RuntimeError(f"connection {self._id} already speaks TLS")
+        if result == lib.PYMG_TLS_FAILED:
+            raise ConnectionClosedError(
+                f"connection {self._id} is closing; TLS was not set up (see its MG_EV_ERROR)"
+            )
+        self._work_queued()
+
+    def tls_free(self) -> None:
+        """Drop this connection's TLS options; Mongoose frees them on close anyway.
+
+        A listener's or a not-yet-connected client's options are forgotten (an
+        https/wss URL then fails with MG_EV_ERROR instead of falling back to plain
+        text). A connection with a TLS session is closed, since its peer's bytes could
+        no longer be read.
+        """
+        c = self._c
+        if c is not None:
+            lib.pymg_tls_free(c)
+            self._work_queued()
 
     # -- closing ------------------------------------------------------------------------
 

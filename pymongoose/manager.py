@@ -31,6 +31,7 @@ from .constants import (
 from .errors import ConnectError, ListenError, ManagerClosedError
 from .messages import HttpMessage, WsMessage, _MessageView
 from .timers import Timer, TimerCallback
+from .tls import TlsOpts
 
 __all__ = ["ALL_EVENTS", "Manager", "interest_mask"]
 
@@ -134,6 +135,25 @@ def _check_url(url: object, what: str) -> tuple[str, bytes]:
         if not (port.isascii() and port.isdigit() and int(port) <= 65535):
             raise ValueError(f"{what} URL {url!r}: the port must be a number from 0 to 65535")
     return scheme, url.encode("utf-8")
+
+
+def _url_host(raw_url: bytes) -> bytes:
+    """The host of a URL, as a TLS client's default server name (no IPv6 brackets)."""
+    host = lib.mg_url_host(raw_url)
+    return mg_str_bytes(host).strip(b"[]")
+
+
+def _check_tls(tls: object, client: bool) -> Optional[TlsOpts]:
+    """``tls`` checked before a connection is opened with it (tls_init checks again)."""
+    if tls is None:
+        return None
+    if not isinstance(tls, TlsOpts):
+        raise TypeError(f"tls must be a TlsOpts, not {type(tls).__name__}")
+    if client:
+        tls._check_client()
+    else:
+        tls._check_server()
+    return tls
 
 
 def _wants_http(scheme: str, http: Optional[bool], url: str) -> bool:
@@ -489,12 +509,15 @@ class Manager:
         return conn
 
     def listen(self, url: str, handler: Optional[EventHandler] = None, *,
-               http: Optional[bool] = None, events: Optional[Iterable[int]] = None) -> Connection:
+               http: Optional[bool] = None, events: Optional[Iterable[int]] = None,
+               tls: Optional[TlsOpts] = None) -> Connection:
         """Listen on ``url`` (``http://127.0.0.1:8000``, ``tcp://…``, ``udp://…``).
 
         ``http`` defaults to True for http, https, ws and wss URLs. ``handler`` and
         ``events`` override the Manager's for this listener and every connection it
-        accepts. Port 0 picks a free port: read it from ``local_addr``.
+        accepts. Port 0 picks a free port: read it from ``local_addr``. ``tls`` (a
+        TlsOpts with cert and key) makes every accepted connection TLS, as
+        ``listener.tls_init(tls)`` does.
 
         Raises ListenError (an OSError) naming the URL when the port is busy or the URL
         cannot be listened on.
@@ -502,6 +525,9 @@ class Manager:
         m = self._live()
         scheme, raw_url = _check_url(url, "listen")
         proto = lib.PYMG_PROTO_HTTP if _wants_http(scheme, http, url) else lib.PYMG_PROTO_RAW
+        tls_opts = _check_tls(tls, client=False)
+        if tls_opts is not None and scheme == "udp":
+            raise ValueError(f"{url!r}: TLS needs TCP, not UDP")
         route = self._route_for(handler, events)
         err = ffi.new("int *")
         c = self._open(route, lambda: lib.pymg_listen(m, raw_url, proto, route[1], err))
@@ -515,45 +541,66 @@ class Manager:
                 f"cannot listen on {url}: Mongoose refused the address (the host must be an "
                 "IP address or localhost, e.g. http://127.0.0.1:8000)",
             )
-        return self._wrapper(c, route)
+        listener = self._wrapper(c, route)
+        if tls_opts is not None:
+            listener.tls_init(tls_opts)
+        return listener
 
     def connect(self, url: str, handler: Optional[EventHandler] = None, *,
-                http: Optional[bool] = None, events: Optional[Iterable[int]] = None) -> Connection:
+                http: Optional[bool] = None, events: Optional[Iterable[int]] = None,
+                tls: Optional[TlsOpts] = None) -> Connection:
         """Open an outbound connection to ``url`` and return at once.
 
         MG_EV_CONNECT follows when it is established, MG_EV_ERROR when it fails.
         ``http`` defaults to True for http, https, ws and wss URLs (responses then
-        arrive as MG_EV_HTTP_MSG).
+        arrive as MG_EV_HTTP_MSG). ``tls`` (a TlsOpts with ``ca``, or with
+        ``skip_verification=True``) sets up TLS as ``conn.tls_init(tls)`` does; an
+        https:// or wss:// connection without either fails with MG_EV_ERROR.
         """
         m = self._live()
         scheme, raw_url = _check_url(url, "connect")
         proto = lib.PYMG_PROTO_HTTP if _wants_http(scheme, http, url) else lib.PYMG_PROTO_RAW
+        tls_opts = _check_tls(tls, client=True)
+        if tls_opts is not None and scheme == "udp":
+            raise ValueError(f"{url!r}: TLS needs TCP, not UDP")
         route = self._route_for(handler, events)
         c = self._open(route, lambda: lib.pymg_connect(m, raw_url, proto, route[1], NULL))
         if c == NULL:
             self._settle()
             raise ConnectError(errno.ENOMEM, f"cannot connect to {url}: out of memory")
-        return self._wrapper(c, route)
+        return self._client(c, route, raw_url, tls_opts)
+
+    def _client(self, c: Any, route: tuple[Optional[EventHandler], int], raw_url: bytes,
+                tls: Optional[TlsOpts]) -> Connection:
+        """The wrapper of a new client connection, its TLS set up before it connects."""
+        conn = self._wrapper(c, route)
+        conn._peer_host = _url_host(raw_url)
+        if tls is not None and not conn.is_closed:
+            conn.tls_init(tls)
+        return conn
 
     def ws_connect(self, url: str, handler: Optional[EventHandler] = None, *,
                    headers: Optional[dict[str, str]] = None,
-                   events: Optional[Iterable[int]] = None) -> Connection:
+                   events: Optional[Iterable[int]] = None,
+                   tls: Optional[TlsOpts] = None) -> Connection:
         """Open a WebSocket client connection; MG_EV_WS_OPEN follows the handshake.
 
-        ``headers`` are added to the upgrade request.
+        ``headers`` are added to the upgrade request. ``tls``: as for :meth:`connect`
+        (for wss:// URLs).
         """
         m = self._live()
         scheme, raw_url = _check_url(url, "ws_connect")
         if scheme not in ("ws", "wss", "http", "https"):
             raise ValueError(f"ws_connect URL {url!r} must start with ws:// or wss://")
         extra = format_headers(headers)
+        tls_opts = _check_tls(tls, client=True)
         route = self._route_for(handler, events)
         c = self._open(route, lambda: lib.pymg_connect(m, raw_url, lib.PYMG_PROTO_WS, route[1],
                                                        extra if extra else NULL))
         if c == NULL:
             self._settle()
             raise ConnectError(errno.ENOMEM, f"cannot connect to {url}: out of memory")
-        return self._wrapper(c, route)
+        return self._client(c, route, raw_url, tls_opts)
 
     # -- threads ------------------------------------------------------------------------
 

@@ -1,0 +1,41 @@
+/* Per-connection routing state shared by glue.c and tls.c (C only: cffi never
+ * reads this header). Kept in c->fn_data; accepted connections get their own
+ * copy of the listener's, made on their MG_EV_OPEN. */
+#ifndef PYMG_ROUTE_H
+#define PYMG_ROUTE_H
+
+#include <stdint.h>
+
+struct pymg_tls_conf;
+
+struct pymg_route {
+  uint64_t interest;       /* bit N set: event N goes to Python */
+  unsigned long owner_id;  /* id of the connection this route belongs to */
+  unsigned long origin_id; /* for accepted connections, the listener's id */
+  int wrapped;             /* Python holds a Connection object for it */
+  int head_request;        /* the request being answered is a HEAD */
+  int active;              /* read or wrote since the last idle sweep */
+  int connected;           /* a client saw MG_EV_CONNECT */
+  /* Listener: applied to each accepted connection. Client: applied at
+   * MG_EV_CONNECT, then freed. Owned; NULL on accepted connections. */
+  struct pymg_tls_conf *tls;
+  uint64_t tls_deadline;   /* mg_millis() by which the handshake must be done, or 0 */
+};
+
+/* Hooks route_event calls (tls.c). */
+/* An accepted connection's MG_EV_OPEN, `listener` being the listener's route. */
+void pymg_tls_on_accept(struct mg_connection *c, struct pymg_route *r,
+                        const struct pymg_route *listener);
+/* A client's MG_EV_CONNECT; returns 0 when TLS could not be set up (the
+ * connection is closing with MG_EV_ERROR and MG_EV_CONNECT is not routed). */
+int pymg_tls_on_connect(struct mg_connection *c, struct pymg_route *r);
+/* The route is being freed. */
+void pymg_tls_on_close(struct pymg_route *r);
+/* Once a second: close connections whose handshake outlived its deadline. */
+void pymg_tls_check_deadline(struct mg_connection *c, struct pymg_route *r, uint64_t now);
+/* MG_EV_ERROR text as Python should see it: Mongoose's handshake errors
+ * ("failed to verify hostname") gain a "TLS handshake failed: " prefix. */
+const char *pymg_tls_error_text(struct mg_connection *c, const char *text, char *buf,
+                                size_t size);
+
+#endif
