@@ -584,7 +584,7 @@ class Connection:
             opts._check_client()
         else:
             opts._check_server()
-        result = lib.pymg_tls_set(c, opts._conf(self._peer_host))
+        result = lib.pymg_tls_set(c, opts._conf(bool(flags & _F_CLIENT), self._peer_host))
         if result == lib.PYMG_TLS_ALREADY:
             raise RuntimeError(f"connection {self._id} already speaks TLS")
         if result == lib.PYMG_TLS_FAILED:

@@ -1,8 +1,9 @@
 """TLS options for Mongoose's built-in TLS 1.3 engine, checked before they reach C.
 
 Mongoose's engine (compiled in with ``MG_TLS=MG_TLS_BUILTIN``) speaks TLS 1.3 only,
-with one cipher suite (TLS_AES_128_GCM_SHA256) and X25519 key exchange. Private keys
-must be EC P-256 (prime256v1) or RSA, unencrypted, in PEM. The engine reports few
+with one cipher suite (TLS_CHACHA20_POLY1305_SHA256, whatever the client prefers) and
+X25519 key exchange. Our private key must be EC P-256 (prime256v1), unencrypted, in
+PEM: Mongoose 7.23 parses RSA keys but fails to sign with them. The engine reports few
 of its parsing problems, and some of them not at all, so this module reads the PEM
 material itself first and raises a ``ValueError`` that says what to change.
 """
@@ -28,7 +29,10 @@ _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL
 )
 _ENGINE = "Mongoose's built-in TLS engine"
-_KEY_KINDS = "an EC P-256 (prime256v1) or RSA private key, unencrypted"
+_KEY_KINDS = "an unencrypted EC P-256 (prime256v1) private key"
+_MAKE_KEY = "`openssl ecparam -name prime256v1 -genkey -noout -out key.pem`"
+_NO_RSA = (f"the key is RSA; {_ENGINE} needs EC keys (Mongoose 7.23 reads RSA keys but "
+           f"cannot sign with them): make a P-256 key with {_MAKE_KEY}")
 _OID_RSA = bytes.fromhex("2a864886f70d010101")
 _OID_EC = bytes.fromhex("2a8648ce3d0201")
 _OID_P256 = bytes.fromhex("2a8648ce3d030107")
@@ -170,9 +174,7 @@ def _check_key(data: bytes) -> bytes:
                 raise ValueError(f"the EC key's layout is not one {_ENGINE} reads")
             _check_sec1_ec_key(der)
         elif label == "RSA PRIVATE KEY":
-            seq = _Der(_Der(der).expect(0x30))
-            seq.expect(0x02)
-            seq.expect(0x02)  # modulus
+            raise ValueError(_NO_RSA)
         elif label == "PRIVATE KEY":  # PKCS#8
             seq = _Der(_Der(der).expect(0x30))
             seq.expect(0x02)
@@ -187,15 +189,16 @@ def _check_key(data: bytes) -> bytes:
                         f"the EC key is on {name}; {_ENGINE} takes P-256 (prime256v1) only"
                     )
                 _check_sec1_ec_key(inner)
-            elif oid != _OID_RSA:
+            elif oid == _OID_RSA:
+                raise ValueError(_NO_RSA)
+            else:
                 name = _KNOWN_KEY_OIDS.get(oid, "of an unknown algorithm")
                 raise ValueError(f"the key is {name}; {_ENGINE} takes {_KEY_KINDS}")
         else:
             raise ValueError(f"a {label} is not one of the key kinds {_ENGINE} takes")
     except ValueError as exc:
-        raise ValueError(
-            f"TlsOpts key: {exc} (expected {_KEY_KINDS}, in PEM)"
-        ) from None
+        advice = "" if _ENGINE in str(exc) else f" (expected {_KEY_KINDS}, in PEM)"
+        raise ValueError(f"TlsOpts key: {exc}{advice}") from None
     return pem
 
 
@@ -225,11 +228,14 @@ class TlsOpts:
       the server; on a server it makes client certificates mandatory (mutual TLS).
     - ``name``: the server name a client sends (SNI) and expects in the server's
       certificate; defaults to the URL's host.
-    - ``skip_verification``: a client accepts any server certificate.
+    - ``skip_verification``: a client accepts any server certificate (``ca`` is then
+      not used, and the URL's host is not checked; a ``name`` given is still sent and
+      checked).
     - ``handshake_timeout`` (keyword only): seconds before an unfinished handshake
       closes the connection with ``MG_EV_ERROR``; 0 waits for ever.
 
-    Keys must be EC P-256 or RSA, unencrypted; invalid input raises ``ValueError``.
+    Keys must be EC P-256, unencrypted (no RSA: the engine cannot sign with it);
+    invalid input raises ``ValueError``.
     """
 
     __slots__ = ("_key_pem", "ca", "cert", "handshake_timeout", "key", "name",
@@ -289,12 +295,15 @@ class TlsOpts:
                 "any certificate (unsafe)"
             )
 
-    def _conf(self, default_name: bytes) -> Any:
+    def _conf(self, client: bool, default_name: bytes) -> Any:
         """A C copy of these options (freed by C); ``default_name`` stands in for name."""
-        name = self.name or (b"" if self.skip_verification else default_name)
+        skip = client and self.skip_verification
+        name = self.name or (b"" if skip else default_name)
+        # Mongoose's own skip_verification still checks a given CA: give it none.
+        ca = b"" if skip else self.ca
         key = self._key_pem
         conf = lib.pymg_tls_conf_new(
-            self.ca or NULL, len(self.ca), self.cert or NULL, len(self.cert),
+            ca or NULL, len(ca), self.cert or NULL, len(self.cert),
             key or NULL, len(key), name or NULL, len(name),
             1 if self.skip_verification else 0,
             round(self.handshake_timeout * 1000),
