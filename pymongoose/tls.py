@@ -14,7 +14,7 @@ import base64
 import binascii
 import math
 import re
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from ._ffi import NULL, lib
 

@@ -6,11 +6,16 @@ folder; certificates are valid for a day and name 127.0.0.1 and localhost.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
+
+import pytest
 
 from pymongoose import (
     MG_EV_CLOSE,
@@ -100,6 +105,28 @@ def make_certs(folder: Path) -> Certs:
     rsa_crt = make_cert(folder, "rsa", ca, rsa_key)
     return Certs(folder, ca[0], server_crt, server_key, client_crt, client_key, other[0],
                  other_host_crt, rsa_crt, rsa_key)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """The test PKI, made once per session."""
+    if shutil.which("openssl") is None:
+        pytest.fail("the openssl command is needed to make the test certificates")
+    return make_certs(tmp_path_factory.mktemp("tls"))
+
+
+def client_hello(server_name: str = "localhost") -> bytes:
+    """The first flight of a real TLS client (Python's ssl module): its ClientHello."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=server_name)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    data = outgoing.read()
+    assert data[:1] == b"\x16" and data[5:6] == b"\x01"
+    return data
 
 
 @dataclass
