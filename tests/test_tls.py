@@ -478,3 +478,34 @@ def test_tls_opts_other_mistakes(certs: Certs) -> None:
         mgr.poll(0)
         with pytest.raises(Exception, match="closed"):
             listener.tls_init(certs.server_opts())
+
+
+def test_ca_bundle_with_several_certificates(https: str, certs: Certs) -> None:
+    bundle = certs.other_ca.read_bytes() + certs.ca.read_bytes()
+    run = fetch(https + "/", TlsOpts(ca=bundle))
+    assert run.errors == []
+    assert run.bodies == [b"hello /hello tls=True"]
+    run = fetch(https + "/", TlsOpts(ca=certs.other_ca.read_bytes() * 2))
+    assert run.bodies == [] and "TLS handshake failed" in run.errors[0]
+
+
+def test_tls_free_closes_a_tls_session_and_tls_init_twice_is_refused(certs: Certs) -> None:
+    refused: list[str] = []
+
+    def handler(conn: Connection, ev: int, data: Any) -> None:
+        if ev == MG_EV_HTTP_MSG:
+            if data.uri == "/free":
+                conn.tls_free()  # its bytes could no longer be read: closed
+            else:
+                try:
+                    conn.tls_init(certs.server_opts())
+                except RuntimeError as exc:
+                    refused.append(str(exc))
+                hello(conn, ev, data)
+
+    with serving(handler, "https://127.0.0.1:0", tls=certs.server_opts()) as server:
+        url = f"https://127.0.0.1:{server.port}"
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(url + "/free", verify=str(certs.ca), timeout=TIMEOUT)
+        assert requests.get(url + "/again", verify=str(certs.ca), timeout=TIMEOUT).ok
+    assert len(refused) == 1 and "already speaks TLS" in refused[0]
