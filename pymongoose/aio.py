@@ -17,6 +17,7 @@ from typing import Optional
 from ._ffi import lib
 from .connection import Connection, EventHandler
 from .manager import ErrorHandler, Manager
+from .tls import TlsOpts
 
 __all__ = ["FALLBACK_POLL_MS", "AsyncManager"]
 
@@ -85,21 +86,24 @@ class AsyncManager:
 
     def listen(self, url: str, handler: Optional[EventHandler] = None, *,
                http: Optional[bool] = None,
-               events: Optional[Iterable[int]] = None) -> Connection:
+               events: Optional[Iterable[int]] = None,
+               tls: Optional[TlsOpts] = None) -> Connection:
         """Listen on ``url``: :meth:`Manager.listen <pymongoose.Manager.listen>`."""
-        return self._manager.listen(url, handler, http=http, events=events)
+        return self._manager.listen(url, handler, http=http, events=events, tls=tls)
 
     def connect(self, url: str, handler: Optional[EventHandler] = None, *,
                 http: Optional[bool] = None,
-                events: Optional[Iterable[int]] = None) -> Connection:
+                events: Optional[Iterable[int]] = None,
+                tls: Optional[TlsOpts] = None) -> Connection:
         """Open an outbound connection: :meth:`Manager.connect <pymongoose.Manager.connect>`."""
-        return self._manager.connect(url, handler, http=http, events=events)
+        return self._manager.connect(url, handler, http=http, events=events, tls=tls)
 
     def ws_connect(self, url: str, handler: Optional[EventHandler] = None, *,
                    headers: Optional[dict[str, str]] = None,
-                   events: Optional[Iterable[int]] = None) -> Connection:
+                   events: Optional[Iterable[int]] = None,
+                   tls: Optional[TlsOpts] = None) -> Connection:
         """Open a WebSocket client: :meth:`Manager.ws_connect <pymongoose.Manager.ws_connect>`."""
-        return self._manager.ws_connect(url, handler, headers=headers, events=events)
+        return self._manager.ws_connect(url, handler, headers=headers, events=events, tls=tls)
 
     # -- driving the Manager ------------------------------------------------------------
 

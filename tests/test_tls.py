@@ -509,3 +509,20 @@ def test_tls_free_closes_a_tls_session_and_tls_init_twice_is_refused(certs: Cert
             requests.get(url + "/free", verify=str(certs.ca), timeout=TIMEOUT)
         assert requests.get(url + "/again", verify=str(certs.ca), timeout=TIMEOUT).ok
     assert len(refused) == 1 and "already speaks TLS" in refused[0]
+
+
+def test_https_with_asyncio(certs: Certs) -> None:
+    import asyncio
+
+    from pymongoose.aio import AsyncManager
+
+    async def main() -> str:
+        async with AsyncManager(hello) as amgr:
+            listener = amgr.listen("https://127.0.0.1:0", tls=certs.server_opts())
+            port = listener.local_addr[1]  # type: ignore[index]
+            response = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: requests.get(f"https://localhost:{port}/aio",
+                                           verify=str(certs.ca), timeout=TIMEOUT))
+            return response.text
+
+    assert asyncio.run(main()) == "hello /aio tls=True"
