@@ -141,7 +141,9 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
   }
   /* TLS is set up here, in C, not from the batched Python event. */
   if (ev == MG_EV_CONNECT && !pymg_tls_on_connect(c, r)) return;
+  if (ev == MG_EV_CLOSE && c->is_tls) pymg_tls_before_close(c, r);
   if (ev == MG_EV_ERROR) {
+    r->error_seen = 1;
     ev_data = (void *) pymg_tls_error_text(c, (const char *) ev_data, error_text,
                                            sizeof(error_text));
   }

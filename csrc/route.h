@@ -16,6 +16,7 @@ struct pymg_route {
   int head_request;        /* the request being answered is a HEAD */
   int active;              /* read or wrote since the last idle sweep */
   int connected;           /* a client saw MG_EV_CONNECT */
+  int error_seen;          /* MG_EV_ERROR was raised on it */
   /* Listener: applied to each accepted connection. Client: applied at
    * MG_EV_CONNECT, then freed. Owned; NULL on accepted connections. */
   struct pymg_tls_conf *tls;
@@ -29,6 +30,9 @@ void pymg_tls_on_accept(struct mg_connection *c, struct pymg_route *r,
 /* A client's MG_EV_CONNECT; returns 0 when TLS could not be set up (the
  * connection is closing with MG_EV_ERROR and MG_EV_CONNECT is not routed). */
 int pymg_tls_on_connect(struct mg_connection *c, struct pymg_route *r);
+/* A client's MG_EV_CLOSE, before it is routed: a handshake the server ended
+ * without a word (it refused our certificate, say) still gets an MG_EV_ERROR. */
+void pymg_tls_before_close(struct mg_connection *c, struct pymg_route *r);
 /* The route is being freed. */
 void pymg_tls_on_close(struct pymg_route *r);
 /* Once a second: close connections whose handshake outlived its deadline. */

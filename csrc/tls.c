@@ -100,6 +100,12 @@ int pymg_tls_on_connect(struct mg_connection *c, struct pymg_route *r) {
   return ok;
 }
 
+void pymg_tls_before_close(struct mg_connection *c, struct pymg_route *r) {
+  if (c->is_client && c->tls != NULL && c->is_tls_hs && !r->error_seen) {
+    mg_error(c, "%s", "the server closed the connection");
+  }
+}
+
 void pymg_tls_on_close(struct pymg_route *r) {
   free(r->tls);
   r->tls = NULL;

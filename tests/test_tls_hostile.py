@@ -17,7 +17,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 import requests
@@ -235,10 +235,10 @@ def test_garbage_after_the_handshake(server: Server, certs: Certs, garbage: byte
 
 
 @pytest.fixture
-def garbage_server() -> Iterator[tuple[int, list[bytes]]]:
+def garbage_server() -> Iterator[tuple[int, list[Optional[bytes]]]]:
     """A TCP server answering each connection with the next reply in the list (then
-    keeping it open until the client leaves)."""
-    replies: list[bytes] = []
+    keeping it open until the client leaves; None: closing it at once)."""
+    replies: list[Optional[bytes]] = []
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(8)
@@ -254,8 +254,10 @@ def garbage_server() -> Iterator[tuple[int, list[bytes]]]:
                 conn.settimeout(CLOSE_WITHIN)
                 try:
                     conn.recv(65536)  # the ClientHello
-                    if replies:
-                        conn.sendall(replies.pop(0))
+                    reply = replies.pop(0) if replies else b""
+                    if reply is None:
+                        continue
+                    conn.sendall(reply)
                     while conn.recv(65536):
                         pass
                 except OSError:
@@ -279,9 +281,12 @@ def garbage_server() -> Iterator[tuple[int, list[bytes]]]:
     record(22, b"\x02\x00\x00\x04\x03\x03\x00\x00"),  # a ServerHello with nothing in it
     record(21, b"\x02\x28"),  # handshake_failure alert
     b"\x16\x03\x03\xff\xff" + bytes(100),  # a record that never completes
-], ids=["silent", "random", "plain-http", "empty-server-hello", "alert", "endless-record"])
-def test_our_client_against_a_garbage_server(garbage_server: tuple[int, list[bytes]],
-                                             certs: Certs, reply: bytes) -> None:
+    None,  # hangs up at once
+], ids=["silent", "random", "plain-http", "empty-server-hello", "alert", "endless-record",
+        "hang-up"])
+def test_our_client_against_a_garbage_server(
+        garbage_server: tuple[int, list[Optional[bytes]]], certs: Certs,
+        reply: Optional[bytes]) -> None:
     port, replies = garbage_server
     replies.append(reply)
     events: list[Any] = []
@@ -302,4 +307,7 @@ def test_our_client_against_a_garbage_server(garbage_server: tuple[int, list[byt
     assert events[-1] == (MG_EV_CLOSE, None)
     errors = [text for ev, text in events if ev == MG_EV_ERROR]
     assert errors, "the client closed without saying why"
-    assert all(text for text in errors)
+    assert all(text.startswith("TLS handshake failed: ") or text == "TLS handshake timed out"
+               for text in errors), errors
+    if reply is None:
+        assert errors == ["TLS handshake failed: the server closed the connection"]
