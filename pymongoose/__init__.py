@@ -7,6 +7,7 @@ where the two overlap: switching is a one-line import change.
 from __future__ import annotations
 
 from . import _dispatch  # noqa: F401 - registers the C-to-Python entry point
+from . import mqtt as _mqtt
 from .connection import Connection, EventHandler
 from .constants import (
     MG_EV_ACCEPT,
@@ -56,6 +57,7 @@ from .errors import (
 )
 from .manager import ALL_EVENTS, Manager
 from .messages import HttpMessage, WsMessage
+from .mqtt import *  # noqa: F403 - MQTT: MqttMessage, MqttBroker, MQTT_* constants, helpers
 from .timers import Timer
 from .utils import (
     base64_decode,
@@ -168,3 +170,4 @@ __all__ = [
     "url_uri",
     "url_user",
 ]
+__all__ += _mqtt.__all__
