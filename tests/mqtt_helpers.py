@@ -109,3 +109,143 @@ def poll_until(manager: Manager, done: Callable[[], Any], timeout: float = TIMEO
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         manager.poll(20)
+
+
+class Paho:
+    """A paho-mqtt client on its own network thread, with waits instead of callbacks."""
+
+    def __init__(self, port: int, client_id: str, *, version: int = 4,
+                 will: Optional[tuple[str, bytes, int]] = None) -> None:
+        import paho.mqtt.client as paho
+
+        protocol = paho.MQTTv5 if version == 5 else paho.MQTTv311
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=protocol)
+        self.messages: queue.Queue[tuple[str, bytes, int, bool]] = queue.Queue()
+        self._connected = threading.Event()
+        self._acked: set[int] = set()
+        self._acks = threading.Condition()
+        self.reason: Any = None
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_ack
+        self.client.on_unsubscribe = self._on_ack
+        if will is not None:
+            self.client.will_set(will[0], will[1], will[2])
+        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.loop_start()
+        assert self._connected.wait(TIMEOUT), "paho: no CONNACK"
+        assert not self.reason.is_failure, f"paho: refused ({self.reason})"
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        self.reason = reason
+        self._connected.set()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        self.messages.put((msg.topic, msg.payload, msg.qos, bool(msg.retain)))
+
+    def _on_ack(self, client: Any, userdata: Any, mid: int, *rest: Any) -> None:
+        with self._acks:
+            self._acked.add(mid)
+            self._acks.notify_all()
+
+    def _wait_ack(self, mid: int) -> None:
+        with self._acks:
+            assert self._acks.wait_for(lambda: mid in self._acked, TIMEOUT), "paho: no ack"
+
+    def subscribe(self, topic: str, qos: int = 0) -> None:
+        """Subscribe and wait for SUBACK."""
+        _rc, mid = self.client.subscribe(topic, qos)
+        self._wait_ack(mid)
+
+    def unsubscribe(self, topic: str) -> None:
+        """Unsubscribe and wait for UNSUBACK."""
+        _rc, mid = self.client.unsubscribe(topic)
+        self._wait_ack(mid)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        """Publish and wait until it is sent (QoS 0) or acknowledged (QoS 1, 2)."""
+        info = self.client.publish(topic, payload, qos, retain)
+        info.wait_for_publish(TIMEOUT)
+        assert info.is_published(), "paho: publish not acknowledged"
+
+    def receive_until(self, topic: str) -> list[tuple[str, bytes, int, bool]]:
+        """Messages received, up to and including the first one on ``topic``."""
+        got = []
+        while True:
+            try:
+                message = self.messages.get(timeout=TIMEOUT)
+            except queue.Empty:
+                raise AssertionError(f"paho: nothing on {topic} within {TIMEOUT} s; "
+                                     f"got {got}") from None
+            got.append(message)
+            if message[0] == topic:
+                return got
+
+    def close(self) -> None:
+        """DISCONNECT and stop the network thread."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def vanish(self) -> None:
+        """Drop the TCP connection without DISCONNECT (the broker publishes the will)."""
+        self.client.loop_stop()
+        sock = self.client.socket()
+        if sock is not None:
+            sock.close()
+
+
+def roundtrip(port: int, tag: str) -> None:
+    """One subscriber and one publisher through the broker on ``port``: must work."""
+    subscriber = Paho(port, f"check-sub-{tag}")
+    publisher = Paho(port, f"check-pub-{tag}")
+    try:
+        subscriber.subscribe(f"check/{tag}/#", 1)
+        publisher.publish(f"check/{tag}/x", b"still serving", 1)
+        assert subscriber.receive_until(f"check/{tag}/x") == [
+            (f"check/{tag}/x", b"still serving", 1, False)]
+    finally:
+        publisher.close()
+        subscriber.close()
+
+
+@dataclass
+class BrokerServer:
+    """An in-process MqttBroker polled by a background thread."""
+
+    manager: Manager
+    listener: Any
+    broker: Any
+    errors: list[BaseException]
+
+    @property
+    def port(self) -> int:
+        addr = self.listener.local_addr
+        assert addr is not None
+        return int(addr[1])
+
+
+@contextlib.contextmanager
+def broker_thread(**listen_kwargs: Any) -> Iterator[BrokerServer]:
+    """``MqttBroker`` on ``mqtt://127.0.0.1:0``, polled in a thread until the block ends."""
+    from pymongoose import MqttBroker
+
+    errors: list[BaseException] = []
+    manager = Manager(error_handler=errors.append)
+    broker = MqttBroker()
+    listener = manager.mqtt_listen("mqtt://127.0.0.1:0", broker, **listen_kwargs)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            manager.poll(20)
+
+    thread = threading.Thread(target=loop, name="mqtt-broker-poll", daemon=True)
+    thread.start()
+    try:
+        yield BrokerServer(manager, listener, broker, errors)
+    finally:
+        stop.set()
+        thread.join(timeout=TIMEOUT)
+        manager.close()
