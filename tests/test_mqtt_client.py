@@ -147,7 +147,7 @@ def test_ping_gets_pingresp(broker: Mosquitto, mgr: Manager) -> None:
 
 
 def test_keepalive_pings_by_itself(broker: Mosquitto, mgr: Manager) -> None:
-    conn, client = connected(mgr, broker.url, keepalive=1)
+    _conn, client = connected(mgr, broker.url, keepalive=1)
     poll_until(mgr, lambda: client.got(MQTT_CMD_PINGRESP), what="an automatic PINGRESP")
     assert not client.closed
 
@@ -216,7 +216,7 @@ def test_will_is_published_when_the_client_vanishes(broker: Mosquitto, mgr: Mana
     watcher, watching = connected(mgr, broker.url)
     subscribed(mgr, watcher, watching, "wills/#", 1)
     with Manager() as other:
-        _conn, doomed = connected(other, broker.url, client_id="doomed",
+        connected(other, broker.url, client_id="doomed",
                                   will_topic="wills/doomed", will_message="gone", will_qos=1)
     # Closing the Manager dropped the socket without DISCONNECT.
     poll_until(mgr, lambda: watching.messages, what="the will")
