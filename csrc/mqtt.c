@@ -263,6 +263,7 @@ static void handle_packet(struct mg_connection *c, const uint8_t *p, size_t n) {
 
 static void on_read(struct mg_connection *c, struct mqtt_state *st) {
   uint64_t now = mg_millis();
+  int progressed = 0;
   while (!c->is_closing && c->recv.len > 0) {
     const uint8_t *p = c->recv.buf;
     size_t hlen = 0;
@@ -284,13 +285,16 @@ static void on_read(struct mg_connection *c, struct mqtt_state *st) {
       st->last_io = now;
     }
     handle_packet(c, p, hlen + rlen);
+    progressed = 1;
     /* A handler may have consumed the buffer itself: never delete past it. */
     mg_iobuf_del(&c->recv, 0, hlen + rlen < c->recv.len ? hlen + rlen : c->recv.len);
   }
   if (st->role == ROLE_BROKER_SIDE) {
+    /* The clock runs from the first byte of the packet still incomplete, so a
+     * client streaming packets back to back is never cut off mid-stream. */
     if (c->recv.len == 0 && st->connected) {
       st->waiting_since = 0;
-    } else if (st->waiting_since == 0) {
+    } else if (progressed || st->waiting_since == 0) {
       st->waiting_since = now;
     }
   }

@@ -437,6 +437,8 @@ def connect(manager: Manager, url: str, handler: Optional[EventHandler], client_
             will_properties: Optional[MqttProperties], max_packet_size: int,
             events: Optional[Iterable[int]]) -> Connection:
     """What ``Manager.mqtt_connect`` does (see there)."""
+    import errno
+
     from .errors import ConnectError
 
     m = manager._live()
@@ -473,7 +475,7 @@ def connect(manager: Manager, url: str, handler: Optional[EventHandler], client_
                                                            max_packet))
     if c == NULL:
         manager._settle()
-        raise ConnectError(0, f"cannot connect to {url}")
+        raise ConnectError(errno.ENOMEM, f"cannot connect to {url}: out of memory")
     return manager._wrapper(c, route)
 
 
@@ -513,15 +515,23 @@ def publish(conn: Connection, topic: str, message: Union[bytes, str], qos: int, 
     c = _mqtt_conn(conn)
     keep = _Keep()
     opts = _new_opts(keep)
-    keep.str_field(opts.topic, check_topic_name(topic))
+    raw_topic = check_topic_name(topic)
+    keep.str_field(opts.topic, raw_topic)
     if isinstance(message, str):
         message = message.encode("utf-8")
     if not isinstance(message, (bytes, bytearray, memoryview)):
         raise TypeError(f"message must be bytes or str, not {type(message).__name__}")
-    keep.str_field(opts.message, bytes(message))
+    payload = bytes(message)
     opts.qos = _check_qos(qos)
     opts.retain = bool(retain)
     opts.props, opts.num_props = _v5_properties(c, properties, keep)
+    # Mongoose would write a wrong fixed header for a packet beyond what it can say.
+    props_bound = 4 + sum(9 + p.key.len + p.val.len for p in
+                          (opts.props[i] for i in range(opts.num_props)))
+    if 2 + len(raw_topic) + 2 + props_bound + len(payload) > _MAX_REMAINING:
+        raise ValueError(f"message of {len(payload)} bytes is too large for one MQTT packet "
+                         f"(at most {_MAX_REMAINING} bytes in all)")
+    keep.str_field(opts.message, payload)
     packet_id = int(lib.mg_mqtt_pub(c, opts))
     conn._work_queued()
     return packet_id

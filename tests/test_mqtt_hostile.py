@@ -179,3 +179,21 @@ def test_random_bytes_never_hurt_the_broker(server: BrokerServer, garbage: bytes
 
 def test_broker_still_serves_after_the_random_bytes(server: BrokerServer) -> None:
     roundtrip(server.port, "after-fuzz")
+
+
+def test_streaming_client_is_not_cut_off(server: BrokerServer) -> None:
+    """Packets split across reads for longer than the packet timeout: each one completes
+    in time, so the connection lives (the clock restarts with each packet)."""
+    stream = b"".join(publish(b"stream/x", bytes([n]) * 10) for n in range(40))
+    chunks = [stream[i:i + 7] for i in range(0, len(stream), 7)]  # never packet-aligned
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(connect())
+        assert sock.recv(4) == CONNACK_OK
+        started = time.monotonic()
+        for chunk in chunks:
+            sock.sendall(chunk)
+            time.sleep(0.05)  # pacing the sender, not waiting for the broker
+        assert time.monotonic() - started > 3 * PACKET_TIMEOUT_MS / 1000
+        sock.sendall(packet(0x32, utf8(b"stream/end") + b"\x00\x07" + b"done"))
+        assert sock.recv(4) == b"\x40\x02\x00\x07"  # PUBACK: still connected
+    assert server.errors == []
