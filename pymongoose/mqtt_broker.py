@@ -12,12 +12,19 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from .constants import MG_EV_CLOSE, MG_EV_MQTT_CMD, MG_EV_MQTT_MSG
 from .mqtt import (
+    _PROP_TYPES,
     MQTT_CMD_CONNECT,
     MQTT_CMD_DISCONNECT,
     MQTT_CMD_PINGREQ,
     MQTT_CMD_SUBSCRIBE,
     MQTT_CMD_UNSUBSCRIBE,
+    MQTT_PROP_SUBSCRIPTION_IDENTIFIER,
+    MQTT_PROP_TOPIC_ALIAS,
+    MQTT_PROP_TYPE_BINARY_DATA,
+    MQTT_PROP_TYPE_STRING,
+    MQTT_PROP_TYPE_STRING_PAIR,
     MqttMessage,
+    MqttProperties,
     _check_qos,
     check_topic_filter,
     check_topic_name,
@@ -220,6 +227,24 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
 # -- a broker -------------------------------------------------------------------------
 
 
+def _forwardable(properties: list[dict[str, Any]]) -> list[tuple[int, Any]]:
+    """A PUBLISH's properties (``MqttMessage.properties()``) as ``mqtt_pub`` takes them,
+    less those that only concern the hop they arrived on (MQTT 5, 3.3.4)."""
+    out: list[tuple[int, Any]] = []
+    for prop in properties:
+        prop_id = prop["id"]
+        if prop_id in (MQTT_PROP_TOPIC_ALIAS, MQTT_PROP_SUBSCRIPTION_IDENTIFIER):
+            continue
+        kind = _PROP_TYPES.get(prop_id)
+        if kind == MQTT_PROP_TYPE_STRING_PAIR:
+            out.append((prop_id, (prop["key"], prop["val"])))
+        elif kind in (MQTT_PROP_TYPE_STRING, MQTT_PROP_TYPE_BINARY_DATA):
+            out.append((prop_id, prop["val"]))
+        elif kind is not None:
+            out.append((prop_id, prop["iv"]))
+    return out
+
+
 @dataclass
 class _Session:
     conn: Connection
@@ -234,14 +259,15 @@ class MqttBroker:
     Accepts every client (MQTT 3.1.1 and 5), routes each PUBLISH to the clients whose
     subscriptions match its topic (``+`` and ``#`` wildcards), at the lower of the
     publish and subscription QoS, keeps retained messages (``retain=False`` turns that
-    off) and publishes a client's will when it vanishes without DISCONNECT. Sessions
+    off) and publishes a client's will when it vanishes without DISCONNECT. MQTT 5
+    subscribers get a message's properties as its publisher sent them. Sessions
     are not persisted: a client that reconnects starts afresh. Malformed packets close
     the client's connection (C refuses most before they reach this class).
     """
 
     def __init__(self, *, retain: bool = True) -> None:
         self._sessions: dict[int, _Session] = {}
-        self._retained: dict[str, tuple[bytes, int]] = {}
+        self._retained: dict[str, tuple[bytes, int, MqttProperties]] = {}
         self._retain = bool(retain)
 
     @property
@@ -252,14 +278,16 @@ class MqttBroker:
     @property
     def retained(self) -> dict[str, bytes]:
         """The retained messages, by topic."""
-        return {topic: payload for topic, (payload, _qos) in self._retained.items()}
+        return {topic: entry[0] for topic, entry in self._retained.items()}
 
     def __call__(self, conn: Connection, ev: int, data: Any) -> None:
         """The event handler."""
         if ev == MG_EV_MQTT_MSG:
             session = self._sessions.get(conn.id)
             if session is not None:
-                self.publish(data.topic, data.data, data.qos, data.retain)
+                properties = _forwardable(data.properties()) if conn.mqtt_version == 5 else []
+                self.publish(data.topic, data.data, data.qos, data.retain,
+                             properties=properties)
         elif ev == MG_EV_MQTT_CMD:
             try:
                 self._command(conn, data)
@@ -299,9 +327,10 @@ class MqttBroker:
             session.subscriptions.update(filters)
             conn.mqtt_suback(packet_id, [qos for _topic, qos in filters])
             for topic_filter, qos in filters:
-                for topic, (payload, stored_qos) in self._retained.items():
+                for topic, (payload, stored_qos, props) in self._retained.items():
                     if topic_matches(topic_filter, topic):
-                        conn.mqtt_pub(topic, payload, min(qos, stored_qos), retain=True)
+                        conn.mqtt_pub(topic, payload, min(qos, stored_qos), retain=True,
+                                      properties=props if conn.mqtt_version == 5 else None)
         elif cmd == MQTT_CMD_UNSUBSCRIBE:
             packet_id, topics = parse_unsubscribe(msg.dgram, conn.mqtt_version)
             for topic in topics:
@@ -314,11 +343,15 @@ class MqttBroker:
             del self._sessions[conn.id]
             conn.drain()
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> int:
-        """Deliver a message to every matching subscriber; returns how many got it."""
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, *,
+                properties: MqttProperties = ()) -> int:
+        """Deliver a message to every matching subscriber; returns how many got it.
+
+        ``properties`` (``(MQTT_PROP_*, value)`` pairs) go to MQTT 5 subscribers only.
+        """
         if retain and self._retain:
             if payload:
-                self._retained[topic] = (payload, qos)
+                self._retained[topic] = (payload, qos, properties)
             else:
                 self._retained.pop(topic, None)
         delivered = 0
@@ -327,6 +360,8 @@ class MqttBroker:
                            if topic_matches(topic_filter, topic)), default=None)
             if granted is None or session.conn.is_closing:
                 continue
-            session.conn.mqtt_pub(topic, payload, min(qos, granted))
+            session.conn.mqtt_pub(
+                topic, payload, min(qos, granted),
+                properties=properties if session.conn.mqtt_version == 5 else None)
             delivered += 1
         return delivered

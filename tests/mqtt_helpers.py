@@ -122,6 +122,7 @@ class Paho:
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=protocol)
         self.messages: queue.Queue[tuple[str, bytes, int, bool]] = queue.Queue()
+        self.properties: dict[str, Any] = {}  # MQTT 5: the last properties per topic
         self._connected = threading.Event()
         self._acked: set[int] = set()
         self._acks = threading.Condition()
@@ -143,6 +144,7 @@ class Paho:
         self._connected.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        self.properties[msg.topic] = getattr(msg, "properties", None)
         self.messages.put((msg.topic, msg.payload, msg.qos, bool(msg.retain)))
 
     def _on_ack(self, client: Any, userdata: Any, mid: int, *rest: Any) -> None:
@@ -164,9 +166,10 @@ class Paho:
         _rc, mid = self.client.unsubscribe(topic)
         self._wait_ack(mid)
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
+                properties: Any = None) -> None:
         """Publish and wait until it is sent (QoS 0) or acknowledged (QoS 1, 2)."""
-        info = self.client.publish(topic, payload, qos, retain)
+        info = self.client.publish(topic, payload, qos, retain, properties=properties)
         info.wait_for_publish(TIMEOUT)
         assert info.is_published(), "paho: publish not acknowledged"
 

@@ -120,3 +120,38 @@ def test_topic_matches() -> None:
     assert topic_matches("+/+", "/x")
     assert not topic_matches("a/b", "a/b/c")
 
+
+
+def test_mqtt5_properties_are_forwarded_to_mqtt5_subscribers() -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    with broker_thread() as server:
+        v5_sub = Paho(server.port, "props-v5", version=5)
+        v4_sub = Paho(server.port, "props-v4")
+        v5_pub = Paho(server.port, "props-pub", version=5)
+        try:
+            v5_sub.subscribe("props/#", 1)
+            v4_sub.subscribe("props/#", 1)
+            props = Properties(PacketTypes.PUBLISH)
+            props.UserProperty = [("trace", "abc"), ("hop", "1")]
+            props.ContentType = "application/json"
+            props.CorrelationData = b"\x00\x01"
+            v5_pub.publish("props/x", b"{}", 1, retain=True, properties=props)
+            assert v5_sub.receive_until("props/x") == [("props/x", b"{}", 1, False)]
+            assert v4_sub.receive_until("props/x") == [("props/x", b"{}", 1, False)]
+            got = v5_sub.properties["props/x"]
+            assert got.UserProperty == [("trace", "abc"), ("hop", "1")]
+            assert got.ContentType == "application/json"
+            assert got.CorrelationData == b"\x00\x01"
+            late = Paho(server.port, "props-late", version=5)
+            try:
+                late.subscribe("props/x", 1)
+                assert late.receive_until("props/x") == [("props/x", b"{}", 1, True)]
+                assert late.properties["props/x"].ContentType == "application/json"
+            finally:
+                late.close()
+        finally:
+            for client in (v5_sub, v4_sub, v5_pub):
+                client.close()
+        assert server.errors == []
