@@ -724,3 +724,13 @@ void pymg_log_init(int level) {
   mg_log_set(level);
   mg_log_set_fn(collect_log_char, NULL);
 }
+
+/* For protocol modules (route.h): they open connections themselves but route
+ * them through the same handler and state as pymg_listen and pymg_connect. */
+mg_event_handler_t pymg_route_handler(void) {
+  return route_event;
+}
+
+void *pymg_route_alloc(uint64_t interest) {
+  return route_new(interest);
+}

@@ -42,4 +42,9 @@ void pymg_tls_check_deadline(struct mg_connection *c, struct pymg_route *r, uint
 const char *pymg_tls_error_text(struct mg_connection *c, const char *text, char *buf,
                                 size_t size);
 
+/* What protocol modules (mqtt.c) borrow from glue.c so that their connections
+ * are routed to Python like every other. */
+mg_event_handler_t pymg_route_handler(void);
+void *pymg_route_alloc(uint64_t interest);
+
 #endif

@@ -7,6 +7,8 @@ where the two overlap: switching is a one-line import change.
 from __future__ import annotations
 
 from . import _dispatch  # noqa: F401 - registers the C-to-Python entry point
+from . import mqtt as _mqtt
+from . import mqtt_broker as _mqtt_broker
 from .connection import Connection, EventHandler
 from .constants import (
     MG_EV_ACCEPT,
@@ -56,6 +58,8 @@ from .errors import (
 )
 from .manager import ALL_EVENTS, Manager
 from .messages import HttpMessage, WsMessage
+from .mqtt import *  # noqa: F403 - MqttMessage, MQTT_* constants, connack_reason
+from .mqtt_broker import *  # noqa: F403 - MqttBroker and the broker-side helpers
 from .timers import Timer
 from .tls import TlsOpts
 from .utils import (
@@ -170,3 +174,4 @@ __all__ = [
     "url_uri",
     "url_user",
 ]
+__all__ += _mqtt.__all__ + _mqtt_broker.__all__

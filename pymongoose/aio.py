@@ -12,7 +12,7 @@ import asyncio
 import os
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Optional
+from typing import Any, Optional
 
 from ._ffi import lib
 from .connection import Connection, EventHandler
@@ -104,6 +104,16 @@ class AsyncManager:
                    tls: Optional[TlsOpts] = None) -> Connection:
         """Open a WebSocket client: :meth:`Manager.ws_connect <pymongoose.Manager.ws_connect>`."""
         return self._manager.ws_connect(url, handler, headers=headers, events=events, tls=tls)
+
+    def mqtt_connect(self, url: str, handler: Optional[EventHandler] = None,
+                     *args: Any, **options: Any) -> Connection:
+        """An MQTT client: :meth:`Manager.mqtt_connect <pymongoose.Manager.mqtt_connect>`."""
+        return self._manager.mqtt_connect(url, handler, *args, **options)
+
+    def mqtt_listen(self, url: str, handler: Optional[EventHandler] = None,
+                    **options: Any) -> Connection:
+        """Listen for MQTT clients: :meth:`Manager.mqtt_listen <pymongoose.Manager.mqtt_listen>`."""
+        return self._manager.mqtt_listen(url, handler, **options)
 
     # -- driving the Manager ------------------------------------------------------------
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
+from . import mqtt as _mqtt
 from ._ffi import ffi, lib
 from .constants import (
     WEBSOCKET_OP_BINARY,
@@ -605,6 +606,68 @@ class Connection:
         if c is not None:
             lib.pymg_tls_free(c)
             self._work_queued()
+
+    # -- MQTT ---------------------------------------------------------------------------
+
+    @property
+    def mqtt_version(self) -> int:
+        """4 (MQTT 3.1.1) or 5 for an MQTT connection, 0 otherwise.
+
+        A broker-side connection says 4 until its client's CONNECT told otherwise.
+        """
+        return _mqtt.version(self)
+
+    def mqtt_pub(self, topic: str, message: Union[bytes, str], qos: int = 0,
+                 retain: bool = False, *,
+                 properties: Optional[_mqtt.MqttProperties] = None) -> int:
+        """Publish ``message`` on ``topic``; returns the packet id (0 for QoS 0).
+
+        Works on a client and on a broker-side connection (to forward a message).
+        ``properties`` (MQTT 5 only): ``(MQTT_PROP_*, value)`` pairs.
+        """
+        return _mqtt.publish(self, topic, message, qos, retain, properties)
+
+    def mqtt_sub(self, topic: str, qos: int = 0, *,
+                 properties: Optional[_mqtt.MqttProperties] = None) -> None:
+        """Subscribe to ``topic`` (``+`` and ``#`` wildcards allowed) with maximum ``qos``."""
+        _mqtt.subscribe(self, topic, qos, False, properties)
+
+    def mqtt_unsub(self, topic: str, *,
+                   properties: Optional[_mqtt.MqttProperties] = None) -> None:
+        """Unsubscribe from ``topic`` (the filter given to mqtt_sub)."""
+        _mqtt.subscribe(self, topic, 0, True, properties)
+
+    def mqtt_ping(self) -> None:
+        """Send PINGREQ (the broker answers PINGRESP, an MG_EV_MQTT_CMD)."""
+        _mqtt.send_header(self, _mqtt.MQTT_CMD_PINGREQ, 0, 0)
+
+    def mqtt_pong(self) -> None:
+        """Send PINGRESP (a broker's answer to PINGREQ)."""
+        _mqtt.send_header(self, _mqtt.MQTT_CMD_PINGRESP, 0, 0)
+
+    def mqtt_disconnect(self, *, properties: Optional[_mqtt.MqttProperties] = None) -> None:
+        """Send DISCONNECT: the broker drops the will and closes the connection."""
+        _mqtt.disconnect(self, properties)
+
+    def mqtt_send_header(self, cmd: int, flags: int, length: int) -> None:
+        """Send a packet's fixed header (``MQTT_CMD_*``, low flag bits, remaining length).
+
+        Follow it with ``send()`` of exactly ``length`` bytes.
+        """
+        _mqtt.send_header(self, cmd, flags, length)
+
+    def mqtt_connack(self, return_code: int = 0, session_present: bool = False) -> None:
+        """Broker side: answer CONNECT (0 accepts; MQTT 3.1.1 codes 1-5, MQTT 5 0x80+)."""
+        _mqtt.connack(self, return_code, session_present)
+
+    def mqtt_suback(self, packet_id: int, codes: Sequence[int]) -> None:
+        """Broker side: answer SUBSCRIBE ``packet_id`` with one granted QoS per filter
+        (0x80 refuses one)."""
+        _mqtt.suback(self, packet_id, codes)
+
+    def mqtt_unsuback(self, packet_id: int, count: int = 1) -> None:
+        """Broker side: answer UNSUBSCRIBE ``packet_id`` (``count``: its filters)."""
+        _mqtt.unsuback(self, packet_id, count)
 
     # -- closing ------------------------------------------------------------------------
 

@@ -13,12 +13,15 @@ from types import FrameType
 from typing import Any, Callable, Optional, Union
 
 from . import _dispatch
+from . import mqtt as _mqtt
 from ._dispatch import _UNSHARED_REFS, _getrefcount
 from ._ffi import NULL, ffi, lib, mg_str_bytes
 from .connection import Connection, EventHandler, format_headers
 from .constants import (
     MG_EV_CLOSE,
     MG_EV_ERROR,
+    MG_EV_MQTT_CMD,
+    MG_EV_MQTT_MSG,
     MG_EV_MQTT_OPEN,
     MG_EV_SNTP_TIME,
     MG_EV_WAKEUP,
@@ -30,6 +33,7 @@ from .constants import (
 )
 from .errors import ConnectError, ListenError, ManagerClosedError
 from .messages import HttpMessage, WsMessage, _MessageView
+from .mqtt import MQTT_MAX_PACKET_SIZE, MqttMessage, MqttProperties
 from .timers import Timer, TimerCallback
 from .tls import TlsOpts
 
@@ -95,13 +99,15 @@ _VIEW_EVENTS: dict[int, type[_MessageView]] = {
     MG_EV_WS_OPEN: HttpMessage,
     MG_EV_WS_MSG: WsMessage,
     MG_EV_WS_CTL: WsMessage,
+    MG_EV_MQTT_CMD: MqttMessage,
+    MG_EV_MQTT_MSG: MqttMessage,
 }
 
 #: How the other events' ``ev_data`` becomes the handler's ``data`` (absent: None).
 _EVENT_DATA: dict[int, Callable[[Any], Any]] = {
     MG_EV_ERROR: _error_text,
     MG_EV_WAKEUP: _wakeup_bytes,
-    MG_EV_MQTT_OPEN: _first_int("int *"),
+    MG_EV_MQTT_OPEN: _first_int("uint8_t *"),  # Mongoose passes the CONNACK byte
     MG_EV_SNTP_TIME: _first_int("uint64_t *"),
 }
 
@@ -601,6 +607,49 @@ class Manager:
             self._settle()
             raise ConnectError(errno.ENOMEM, f"cannot connect to {url}: out of memory")
         return self._client(c, route, raw_url, tls_opts)
+
+    # -- MQTT ---------------------------------------------------------------------------
+
+    def mqtt_connect(self, url: str, handler: Optional[EventHandler] = None,
+                     client_id: str = "", username: str = "", password: str = "",
+                     clean_session: bool = True, keepalive: int = 60, *, version: int = 4,
+                     will_topic: str = "", will_message: Union[bytes, str] = b"",
+                     will_qos: int = 0, will_retain: bool = False,
+                     properties: Optional[MqttProperties] = None,
+                     will_properties: Optional[MqttProperties] = None,
+                     max_packet_size: int = MQTT_MAX_PACKET_SIZE,
+                     events: Optional[Iterable[int]] = None) -> Connection:
+        """Connect to an MQTT broker (``mqtt://host:port``) and send CONNECT.
+
+        MG_EV_MQTT_OPEN follows with the CONNACK code (0: accepted); a refusal is then
+        reported as MG_EV_ERROR naming the reason, and the connection closes. Incoming
+        PUBLISH packets arrive as MG_EV_MQTT_MSG, every packet as MG_EV_MQTT_CMD (data:
+        MqttMessage). ``version`` is 4 (MQTT 3.1.1) or 5; ``properties`` and
+        ``will_properties`` (MQTT 5) are ``(MQTT_PROP_*, value)`` pairs. An empty
+        ``client_id`` gets a random one. PINGREQ goes out when nothing was sent for
+        ``keepalive`` seconds. A packet larger than ``max_packet_size`` closes it.
+        """
+        return _mqtt.connect(
+            self, url, handler, client_id, username, password, clean_session, keepalive,
+            version=version, will_topic=will_topic, will_message=will_message,
+            will_qos=will_qos, will_retain=will_retain, properties=properties,
+            will_properties=will_properties, max_packet_size=max_packet_size, events=events)
+
+    def mqtt_listen(self, url: str, handler: Optional[EventHandler] = None, *,
+                    events: Optional[Iterable[int]] = None,
+                    max_packet_size: int = MQTT_MAX_PACKET_SIZE,
+                    timeout_ms: int = 10000) -> Connection:
+        """Listen for MQTT clients (broker side) on ``url`` (``mqtt://127.0.0.1:1883``).
+
+        Every packet arrives as MG_EV_MQTT_CMD, PUBLISH also as MG_EV_MQTT_MSG (data:
+        MqttMessage); answer with the ``Connection.mqtt_*`` methods, or pass an
+        ``MqttBroker()`` as the handler. Clients that send anything but CONNECT first,
+        malformed or unknown packets, or packets over ``max_packet_size`` are closed
+        before any handler sees the packet, as are clients that leave a CONNECT or a
+        started packet unfinished for ``timeout_ms`` (0: no limit). Raises ListenError.
+        """
+        return _mqtt.listen(self, url, handler, events=events,
+                            max_packet_size=max_packet_size, timeout_ms=timeout_ms)
 
     # -- threads ------------------------------------------------------------------------
 
