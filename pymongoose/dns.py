@@ -29,9 +29,11 @@ RESOLV_CONF = "/etc/resolv.conf"
 
 
 def _server_url(address: str, port: int = 53) -> Optional[str]:
+    if "%" in address:  # a scoped IPv6 address (fe80::1%eth0): Mongoose cannot use it
+        return None
     try:
         ip = ipaddress.ip_address(address)
-    except ValueError:  # a scoped IPv6 address (fe80::1%eth0) or garbage
+    except ValueError:
         return None
     return f"udp://[{ip}]:{port}" if ip.version == 6 else f"udp://{ip}:{port}"
 
