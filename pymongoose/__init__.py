@@ -56,6 +56,7 @@ from .errors import (
 )
 from .manager import ALL_EVENTS, Manager
 from .messages import HttpMessage, WsMessage
+from .rpc import Rpc, RpcReq
 from .timers import Timer
 from .utils import (
     base64_decode,
@@ -136,6 +137,8 @@ __all__ = [
     "ManagerClosedError",
     "MessageExpiredError",
     "PymongooseError",
+    "Rpc",
+    "RpcReq",
     "Timer",
     "WsMessage",
     "__version__",
