@@ -214,14 +214,17 @@ class Rpc:
     def process(self, frame: Frame) -> str:
         """Dispatch one JSON-RPC frame (str, or UTF-8 bytes) and return the response
         frame, or ``""`` when there is nothing to send back."""
+        raw: bytes = b""
         if isinstance(frame, str):
             size = len(frame)  # a lower bound of its UTF-8 length: enough when too long
             if size <= self._max_frame_size:
                 size = len(frame.encode("utf-8", "surrogatepass"))
-            text = frame
+            text: Union[str, None] = frame
         elif isinstance(frame, (bytes, bytearray, memoryview)):
             size = len(frame) if not isinstance(frame, memoryview) else frame.nbytes
             text = None
+            if size <= self._max_frame_size:
+                raw = bytes(frame)
         else:
             raise TypeError(f"frame must be str or bytes, not {type(frame).__name__}")
         if size > self._max_frame_size:
@@ -229,7 +232,7 @@ class Rpc:
                                 f"{size} bytes, more than the limit of {self._max_frame_size}")
         if text is None:
             try:
-                text = bytes(frame).decode("utf-8")
+                text = raw.decode("utf-8")
             except UnicodeDecodeError:
                 return _error_frame("null", PARSE_ERROR, "Parse error: not UTF-8")
         try:
