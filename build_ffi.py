@@ -30,9 +30,9 @@ CSRC = ROOT / "csrc"
 # cdef headers, in dependency order; each sits beside the C it describes.
 CDEF_HEADERS = [
     "cdef/core.h", "cdef/http.h", "cdef/ws.h", "cdef/mqtt.h", "cdef/util.h", "glue.h",
-    "mqtt.h", "aio.h", "util.h", "tls.h", "cdef/callbacks.h",
+    "mqtt.h", "aio.h", "util.h", "tls.h", "sntp.h", "dns.h", "cdef/callbacks.h",
 ]
-GLUE_SOURCES = ["glue.c", "aio.c", "util.c", "tls.c", "mqtt.c"]
+GLUE_SOURCES = ["glue.c", "aio.c", "util.c", "tls.c", "mqtt.c", "sntp.c", "dns.c"]
 
 # Compile-time configuration shared by the binding and bench/'s C baseline server.
 DEFINES = [
@@ -218,7 +218,7 @@ def make_ffibuilder() -> FFI:
     builder.set_source(
         "pymongoose._mongoose_cffi",
         '#include "mongoose.h"\n#include "glue.h"\n#include "mqtt.h"\n#include "aio.h"\n'
-        '#include "util.h"\n#include "tls.h"\n',
+        '#include "util.h"\n#include "tls.h"\n#include "sntp.h"\n#include "dns.h"\n',
         sources=[_build_path(source_dir / "mongoose.c")]
         + [_build_path(CSRC / s) for s in GLUE_SOURCES],
         include_dirs=[_build_path(source_dir), _build_path(CSRC)],

@@ -10,6 +10,7 @@
 #include "glue.h"
 #include "route.h"
 #include "tls.h"
+#include "dns.h"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -375,6 +376,7 @@ static int timer_wait_ms(struct pymg_manager *m, int timeout_ms) {
 size_t pymg_poll(struct pymg_manager *m, int timeout_ms) {
   uint64_t now;
   if (m->mgr.timers != NULL) timeout_ms = timer_wait_ms(m, timeout_ms);
+  pymg_dns_guard(&m->mgr);
   mg_mgr_poll(&m->mgr, timeout_ms);
   if (m->mgr.timers != NULL) reap_timers(m);
   now = mg_millis();

@@ -60,6 +60,7 @@ from .manager import ALL_EVENTS, Manager
 from .messages import HttpMessage, WsMessage
 from .mqtt import *  # noqa: F403 - MqttMessage, MQTT_* constants, connack_reason
 from .mqtt_broker import *  # noqa: F403 - MqttBroker and the broker-side helpers
+from .rpc import Rpc, RpcReq
 from .timers import Timer
 from .tls import TlsOpts
 from .utils import (
@@ -141,6 +142,8 @@ __all__ = [
     "ManagerClosedError",
     "MessageExpiredError",
     "PymongooseError",
+    "Rpc",
+    "RpcReq",
     "Timer",
     "TlsOpts",
     "WsMessage",

@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
+from . import dns, sntp
 from . import mqtt as _mqtt
 from ._ffi import ffi, lib
 from .constants import (
@@ -668,6 +669,33 @@ class Connection:
     def mqtt_unsuback(self, packet_id: int, count: int = 1) -> None:
         """Broker side: answer UNSUBSCRIBE ``packet_id`` (``count``: its filters)."""
         _mqtt.unsuback(self, packet_id, count)
+
+    # -- name resolution and time ------------------------------------------------------
+
+    def resolve(self, url: str) -> None:
+        """Look up ``url``'s host and (re)connect this client connection there.
+
+        MG_EV_RESOLVE follows (``remote_addr`` then holds the address found), then
+        MG_EV_CONNECT; a failed lookup gives MG_EV_ERROR and closes the connection. A
+        socket the connection already has is closed first, and its buffers emptied.
+        """
+        dns.resolve(self, url)
+
+    def resolve_cancel(self) -> None:
+        """Stop the lookup in progress: no MG_EV_RESOLVE, MG_EV_ERROR or timeout follows.
+
+        The connection stays open, without a socket, until closed or resolved again.
+        """
+        dns.resolve_cancel(self)
+
+    def sntp_request(self) -> bool:
+        """Ask for the time again on a connection made by ``Manager.sntp_connect``.
+
+        For a lost datagram: ``sntp_connect`` already sent one request. A reply to this
+        request or the previous one is accepted. Returns False when none was sent: the
+        address is still being looked up (one goes out then), or the answer came.
+        """
+        return sntp.request(self)
 
     # -- closing ------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from types import FrameType
 from typing import Any, Callable, Optional, Union
 
-from . import _dispatch
+from . import _dispatch, dns, sntp
 from . import mqtt as _mqtt
 from ._dispatch import _UNSHARED_REFS, _getrefcount
 from ._ffi import NULL, ffi, lib, mg_str_bytes
@@ -181,11 +181,20 @@ class Manager:
 
     A Manager and its connections belong to the thread that polls it; from other threads
     use :meth:`wakeup` (with ``enable_wakeup=True``).
+
+    ``dns_server`` (``udp://IP:port``) is the server host names are looked up with
+    (default: the first nameserver of /etc/resolv.conf), ``dns_timeout_ms`` how long a
+    lookup may take (default 3000).
     """
 
     def __init__(self, handler: Optional[EventHandler] = None, enable_wakeup: bool = False,
                  error_handler: Optional[ErrorHandler] = None, *,
-                 events: Optional[Iterable[int]] = None) -> None:
+                 events: Optional[Iterable[int]] = None, dns_server: Optional[str] = None,
+                 dns_timeout_ms: Optional[int] = None) -> None:
+        self._dns_server = (dns.check_server(dns_server) if dns_server is not None
+                            else dns.system_server() or dns.DEFAULT_SERVER)
+        if dns_timeout_ms is not None:
+            dns.check_timeout(dns_timeout_ms)
         if handler is not None and not callable(handler):
             raise TypeError(f"handler must be callable, not {type(handler).__name__}")
         if error_handler is not None and not callable(error_handler):
@@ -218,6 +227,8 @@ class Manager:
         self._m: Any = m
         self._queue: Any = lib.pymg_queue_items(m)
         self._arena: Any = lib.pymg_queue_arena(m)
+        self._dns_buffer: Any = dns.configure(lib.pymg_manager_mgr(m), self._dns_server,
+                                              dns_timeout_ms)
         self._wakeup_enabled = bool(enable_wakeup)
         _dispatch.MANAGERS[self._slot] = self
 
@@ -650,6 +661,40 @@ class Manager:
         """
         return _mqtt.listen(self, url, handler, events=events,
                             max_packet_size=max_packet_size, timeout_ms=timeout_ms)
+
+    def sntp_connect(self, url: str, handler: Optional[EventHandler] = None, *,
+                     timeout_ms: int = sntp.DEFAULT_TIMEOUT_MS,
+                     events: Optional[Iterable[int]] = None) -> Connection:
+        """Ask the SNTP server at ``url`` (``udp://host[:123]``) for the time.
+
+        A request goes out at once; ``MG_EV_SNTP_TIME`` follows with the time in
+        milliseconds since the epoch (an int), then the connection closes. A malformed
+        reply, or none within ``timeout_ms`` of the last request, gives ``MG_EV_ERROR``.
+        """
+        return sntp.connect(self, url, handler, timeout_ms, events)
+
+    # -- name resolution ----------------------------------------------------------------
+
+    @property
+    def dns_server(self) -> str:
+        """The DNS server host names are looked up with (``udp://IP:port``); settable
+        while no lookup is in progress."""
+        return self._dns_server
+
+    @dns_server.setter
+    def dns_server(self, url: str) -> None:
+        checked = dns.check_server(url)
+        self._dns_buffer = dns.configure(lib.pymg_manager_mgr(self._live()), checked, None)
+        self._dns_server = checked
+
+    @property
+    def dns_timeout_ms(self) -> int:
+        """How long a DNS lookup may take, in milliseconds, before MG_EV_ERROR; settable."""
+        return int(lib.pymg_dns_timeout(lib.pymg_manager_mgr(self._live())))
+
+    @dns_timeout_ms.setter
+    def dns_timeout_ms(self, timeout_ms: int) -> None:
+        dns.configure(lib.pymg_manager_mgr(self._live()), None, dns.check_timeout(timeout_ms))
 
     # -- threads ------------------------------------------------------------------------
 
