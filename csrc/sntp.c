@@ -107,7 +107,8 @@ static void sntp_fn(struct mg_connection *c, int ev, void *ev_data) {
     if (problem != NULL) {
       mg_error(c, "%s", problem);
     } else if (ms >= 0) {
-      mg_boot_timestamp_ms = (uint64_t) ms - mg_millis(); /* as Mongoose does */
+      /* Unlike Mongoose's own client, leave mg_boot_timestamp_ms alone: on a host
+       * the OS clock is the truth, and TLS checks certificate dates against it. */
       s->deadline = 0;
       mg_call(c, MG_EV_SNTP_TIME, &ms);
       c->is_closing = 1;
