@@ -30,9 +30,9 @@ CSRC = ROOT / "csrc"
 # cdef headers, in dependency order; each sits beside the C it describes.
 CDEF_HEADERS = [
     "cdef/core.h", "cdef/http.h", "cdef/ws.h", "cdef/util.h", "glue.h", "aio.h",
-    "util.h", "cdef/callbacks.h",
+    "util.h", "conn_limits.h", "cdef/callbacks.h",
 ]
-GLUE_SOURCES = ["glue.c", "aio.c", "util.c"]
+GLUE_SOURCES = ["glue.c", "aio.c", "util.c", "conn_limits.c"]
 
 # Compile-time configuration shared by the binding and bench/'s C baseline server.
 DEFINES = [
@@ -217,7 +217,8 @@ def make_ffibuilder() -> FFI:
     builder.cdef(_read_cdefs())
     builder.set_source(
         "pymongoose._mongoose_cffi",
-        '#include "mongoose.h"\n#include "glue.h"\n#include "aio.h"\n#include "util.h"\n',
+        '#include "mongoose.h"\n#include "glue.h"\n#include "aio.h"\n#include "util.h"\n'
+        '#include "conn_limits.h"\n',
         sources=[_build_path(source_dir / "mongoose.c")]
         + [_build_path(CSRC / s) for s in GLUE_SOURCES],
         include_dirs=[_build_path(source_dir), _build_path(CSRC)],

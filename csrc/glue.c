@@ -8,6 +8,7 @@
 
 #include "mongoose.h"
 #include "glue.h"
+#include "guard.h" /* conn_limits.c: limits and input checks */
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -108,7 +109,15 @@ struct pymg_route {
   int wrapped;             /* Python holds a Connection object for it */
   int head_request;        /* the request being answered is a HEAD */
   int active;              /* read or wrote since the last idle sweep */
+  struct pymg_guard *guard; /* conn_limits.c's state, NULL when no limits apply */
 };
+
+static void route_event(struct mg_connection *c, int ev, void *ev_data);
+
+struct pymg_guard **pymg_route_guard(struct mg_connection *c) {
+  struct pymg_route *r = c->fn == route_event ? (struct pymg_route *) c->fn_data : NULL;
+  return r != NULL ? &r->guard : NULL;
+}
 
 static int wants(const struct pymg_route *r, int ev) {
   /* Python wraps a connection on the first event it receives, so a wrapped
@@ -139,6 +148,12 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
     own->wrapped = 0;
     own->head_request = 0;
     own->active = 1;
+    own->guard = NULL;
+    if (r->guard != NULL) { /* conn_limits.c: may refuse c before Python sees it */
+      int silent;
+      own->guard = pymg_guard_accept(c, r->guard, &silent);
+      if (silent) own->interest = 0;
+    }
     c->fn_data = r = own;
   } else if (r->owner_id == 0) {
     r->owner_id = c->id;
@@ -147,6 +162,8 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
     const struct mg_str *method = &((struct mg_http_message *) ev_data)->method;
     r->head_request = method->len == 4 && memcmp(method->buf, "HEAD", 4) == 0;
   }
+  /* conn_limits.c: limits and RFC checks; a refused event never reaches Python. */
+  if (r->guard != NULL && !pymg_guard_event(c, r->guard, ev, ev_data)) goto done;
   if (wants(r, ev)) {
     r->wrapped = 1;
     /* A full queue goes to Python with this event: nothing is lost. */
@@ -160,7 +177,9 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
       m->event_conn = outer;
     }
   }
+done:
   if (ev == MG_EV_CLOSE) {
+    pymg_guard_free(r->guard);
     free(c->fn_data);
     c->fn_data = NULL;
   }

@@ -54,6 +54,7 @@ from .errors import (
     MessageExpiredError,
     PymongooseError,
 )
+from .limits import Limits
 from .manager import ALL_EVENTS, Manager
 from .messages import HttpMessage, WsMessage
 from .timers import Timer
@@ -131,6 +132,7 @@ __all__ = [
     "ConnectionClosedError",
     "EventHandler",
     "HttpMessage",
+    "Limits",
     "ListenError",
     "Manager",
     "ManagerClosedError",

@@ -29,6 +29,7 @@ from .constants import (
     event_name,
 )
 from .errors import ConnectError, ListenError, ManagerClosedError
+from .limits import Limits, apply_limits
 from .messages import HttpMessage, WsMessage, _MessageView
 from .timers import Timer, TimerCallback
 
@@ -52,6 +53,13 @@ _unpack = ffi.unpack
 # Mongoose logs to stdout at DEBUG level unless told otherwise.
 lib.pymg_log_init(MG_LL_ERROR)
 lib.pymg_log_to_python(1)  # into the "pymongoose.mongoose" logger (see _dispatch)
+
+
+def _check_limits(limits: object) -> Limits:
+    """``limits`` if it is a Limits, else a TypeError saying what was expected."""
+    if not isinstance(limits, Limits):
+        raise TypeError(f"limits must be a pymongoose.Limits, not {type(limits).__name__}")
+    return limits
 
 
 def interest_mask(handler: Optional[EventHandler], events: Optional[Iterable[int]]) -> int:
@@ -151,7 +159,8 @@ class Manager:
     handler of its own. ``events`` (keyword only) limits which MG_EV_* codes reach it;
     the others are dropped in C, which is the fast path. ``error_handler(exc)`` receives
     exceptions raised by handlers; without it they are logged to the ``pymongoose``
-    logger with their traceback. Either way the loop keeps running.
+    logger with their traceback. Either way the loop keeps running. ``limits`` (a
+    :class:`Limits`, default ``Limits()``) applies to every HTTP listener it opens.
 
     A Manager and its connections belong to the thread that polls it; from other threads
     use :meth:`wakeup` (with ``enable_wakeup=True``).
@@ -159,7 +168,8 @@ class Manager:
 
     def __init__(self, handler: Optional[EventHandler] = None, enable_wakeup: bool = False,
                  error_handler: Optional[ErrorHandler] = None, *,
-                 events: Optional[Iterable[int]] = None) -> None:
+                 events: Optional[Iterable[int]] = None,
+                 limits: Optional[Limits] = None) -> None:
         if handler is not None and not callable(handler):
             raise TypeError(f"handler must be callable, not {type(handler).__name__}")
         if error_handler is not None and not callable(error_handler):
@@ -167,6 +177,7 @@ class Manager:
         self._handler = handler
         self._interest = interest_mask(handler, events)
         self._error_handler = error_handler
+        self._limits = _check_limits(limits) if limits is not None else Limits()
         self._conns: dict[int, Connection] = {}
         self._timers: dict[int, Timer] = {}  # active ones: they keep their callbacks alive
         self._timer_ids = itertools.count(1)
@@ -382,6 +393,11 @@ class Manager:
         return self._handler
 
     @property
+    def limits(self) -> Limits:
+        """The limits HTTP listeners follow unless ``listen(limits=...)`` says otherwise."""
+        return self._limits
+
+    @property
     def connections(self) -> tuple[Connection, ...]:
         """A snapshot of the open connections, listeners included, oldest first."""
         m = self._m
@@ -489,12 +505,15 @@ class Manager:
         return conn
 
     def listen(self, url: str, handler: Optional[EventHandler] = None, *,
-               http: Optional[bool] = None, events: Optional[Iterable[int]] = None) -> Connection:
+               http: Optional[bool] = None, events: Optional[Iterable[int]] = None,
+               limits: Optional[Limits] = None) -> Connection:
         """Listen on ``url`` (``http://127.0.0.1:8000``, ``tcp://…``, ``udp://…``).
 
         ``http`` defaults to True for http, https, ws and wss URLs. ``handler`` and
         ``events`` override the Manager's for this listener and every connection it
-        accepts. Port 0 picks a free port: read it from ``local_addr``.
+        accepts. Port 0 picks a free port: read it from ``local_addr``. ``limits``
+        (a :class:`Limits`) overrides the Manager's for this listener; an HTTP listener
+        follows the Manager's otherwise, a raw TCP one has none unless given here.
 
         Raises ListenError (an OSError) naming the URL when the port is busy or the URL
         cannot be listened on.
@@ -502,6 +521,10 @@ class Manager:
         m = self._live()
         scheme, raw_url = _check_url(url, "listen")
         proto = lib.PYMG_PROTO_HTTP if _wants_http(scheme, http, url) else lib.PYMG_PROTO_RAW
+        if limits is not None:
+            _check_limits(limits)
+        elif proto == lib.PYMG_PROTO_HTTP:
+            limits = self._limits
         route = self._route_for(handler, events)
         err = ffi.new("int *")
         c = self._open(route, lambda: lib.pymg_listen(m, raw_url, proto, route[1], err))
@@ -515,6 +538,8 @@ class Manager:
                 f"cannot listen on {url}: Mongoose refused the address (the host must be an "
                 "IP address or localhost, e.g. http://127.0.0.1:8000)",
             )
+        if limits is not None and not scheme.startswith("udp"):
+            apply_limits(c, limits, proto == lib.PYMG_PROTO_HTTP)
         return self._wrapper(c, route)
 
     def connect(self, url: str, handler: Optional[EventHandler] = None, *,
