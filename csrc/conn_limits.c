@@ -51,7 +51,8 @@ struct pymg_guard {
   uint64_t last_io;       /* mg_millis() of the last byte read or written */
   uint64_t request_start; /* first byte of the request being received, 0: none */
   uint64_t deadline;      /* refused: when to give up waiting */
-  int ws_fail;            /* WebSocket close code waiting to be sent, 0: none */
+  int ws_fail;            /* a WebSocket message failed its check: its close code */
+  int ws_close;           /* close code to send at the next poll, 0: none */
   unsigned char listener;
   unsigned char counted;   /* counts in policy->open */
   unsigned char silent;    /* refused before Python saw the connection */
@@ -98,18 +99,26 @@ static void refuse(struct mg_connection *c, struct pymg_guard *g, int status) {
   g->deadline = mg_millis() + PYMG_SEND_GRACE_MS;
 }
 
+/* The CLOSE frame goes out at the next poll, after Python has handled the
+ * messages queued before the violation (their answers come first). */
 static void ws_refuse(struct mg_connection *c, struct pymg_guard *g, int code) {
-  unsigned char payload[2];
-  payload[0] = (unsigned char) (code >> 8);
-  payload[1] = (unsigned char) (code & 0xff);
-  mg_ws_send(c, payload, sizeof(payload), WEBSOCKET_OP_CLOSE);
   refuse(c, g, 0);
+  g->ws_close = code;
+}
+
+static void send_ws_close(struct mg_connection *c, struct pymg_guard *g) {
+  unsigned char payload[2];
+  payload[0] = (unsigned char) (g->ws_close >> 8);
+  payload[1] = (unsigned char) (g->ws_close & 0xff);
+  g->ws_close = 0;
+  mg_ws_send(c, payload, sizeof(payload), WEBSOCKET_OP_CLOSE);
 }
 
 /* A refused connection: once the answer is out, shut our side and wait a
  * little for the client's EOF; close at the deadline either way. */
 static void linger(struct mg_connection *c, struct pymg_guard *g, uint64_t now) {
   if (c->is_closing) return;
+  if (g->ws_close != 0) send_ws_close(c, g);
   if (!g->shut && c->send.len == 0) {
     g->shut = 1;
     g->deadline = now + PYMG_LINGER_MS;

@@ -25,9 +25,9 @@ class Limits:
     #: Request line plus headers.
     max_header_size: int = 32 * 1024
     #: A request body: its Content-Length, or the sum of its chunks.
-    max_body_size: int = 8 * 1024 * 1024
+    max_body_size: int = 16 * 1024 * 1024
     #: One WebSocket message, all its fragments together.
-    max_ws_message_size: int = 8 * 1024 * 1024
+    max_ws_message_size: int = 16 * 1024 * 1024
     #: No byte received or sent and no request pending (HTTP; not WebSocket).
     idle_timeout: float = 60.0
     #: From a request's first byte until its head and body are complete.
