@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import select
 import socket
 import struct
 import threading
@@ -42,6 +43,7 @@ from pymongoose import (
     WEBSOCKET_OP_PONG,
     WEBSOCKET_OP_TEXT,
     Connection,
+    Limits,
 )
 
 #: How long the server may take to answer or close one connection.
@@ -610,6 +612,72 @@ def binary_garbage_cases() -> Iterator[Any]:
     yield case(b"\xff" * 4096, TRUNCATED, id="ff-flood-without-line-end")
 
 
+def rfc9112_cases() -> Iterator[Any]:
+    """More of what pymongoose's head check (csrc/conn_limits.c) refuses, and its
+    near misses that must still be served."""
+    close = b"Connection: close\r\n"
+
+    def answered(request: bytes, answer: str, name: str) -> Any:
+        return case(request, ANSWER, answers=(answer,), then_close=True, id=name)
+
+    # Request lines Mongoose would take for a request.
+    for name, line in [("method-with-slash", b"GE/T / HTTP/1.1"),
+                       ("method-with-colon", b"GET: / HTTP/1.1"),
+                       ("method-with-brackets", b"[GET] / HTTP/1.1"),
+                       ("response-1.0-line", b"HTTP/1.0 404 Not Found"),
+                       ("target-with-del", b"GET /a\x7fb HTTP/1.1"),
+                       ("bare-cr-after-method", b"GET\r/ HTTP/1.1"),
+                       ("bare-cr-after-version", b"GET / HTTP/1.1\rX")]:
+        yield case(line + b"\r\nHost: t\r\n\r\n", id=f"rfc9112-{name}")
+    # Framing: every duplicate or conflicting form is refused, wherever it sits.
+    for name, headers in [
+        ("te-twice-chunked", b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"),
+        ("cl-identical-twice", b"Content-Length: 5\r\nContent-Length: 5\r\n"),
+        ("cl-list", b"Content-Length: 5, 5\r\n"),
+        ("cl-tab-inside", b"Content-Length: 5\t5\r\n"),
+        ("cl-empty", b"Content-Length:\r\n"),
+        ("cl-plus-te-1.1-after-29", padding_headers(29) + b"Content-Length: 5\r\n"
+         + b"Transfer-Encoding: chunked\r\n"),
+        ("te-obs-fold", b"Transfer-Encoding: identity\r\n chunked\r\n"),
+        ("te-comma-chunked", b"Transfer-Encoding: ,chunked\r\n"),
+        ("te-nul", b"Transfer-Encoding: chunked\x00\r\n"),
+        ("te-quoted", b"Transfer-Encoding: \"chunked\"\r\n"),
+        ("31-headers", padding_headers(31)),
+        ("bare-cr-in-name", b"X\rA: v\r\n"),
+        ("colon-only-name-space", b" : v\r\n"),
+    ]:
+        yield case(post(b"0\r\n\r\n" + SMUGGLED, headers), id=f"rfc9112-{name}",
+                   never_served=("/smuggled",))
+    # HTTP/1.0 with both framing headers: refused too.
+    yield case(b"POST /p HTTP/1.0\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+               b"\r\n0\r\n\r\n" + SMUGGLED, id="rfc9112-cl-te-in-http-1.0",
+               never_served=("/smuggled",))
+    # Near misses: optional whitespace, case, 30 headers, an explicit zero length.
+    yield answered(post(b"hello", b"Content-Length:   5  \r\n" + close), "POST /p 5",
+                   "rfc9112-cl-with-ows")
+    yield answered(post(b"3\r\nabc\r\n0\r\n\r\n",
+                        b"transfer-ENCODING:\tChunked \r\n" + close), "POST /p 3",
+                   "rfc9112-te-case-and-ows")
+    # get() adds Host: 1 + 1 + 28 = 30 headers, as many as Mongoose keeps.
+    yield answered(get(headers=close + padding_headers(28)), "GET / 0", "rfc9112-30-headers")
+    yield answered(post(b"", b"Content-Length: 0\r\n" + close), "POST /p 0",
+                   "rfc9112-cl-zero")
+    yield answered(get(b"/tab", headers=b"X-A: a\tb\r\n" + close), "GET /tab 0",
+                   "rfc9112-tab-in-value")
+    yield answered(get(b"/obs", headers="X-A: caf\u00e9\r\n".encode("latin-1") + close),
+                   "GET /obs 0", "rfc9112-obs-text-in-value")
+    # POST and PUT without a length have an empty body, and what follows is the next request.
+    for method in (b"POST", b"PUT", b"PATCH", b"DELETE"):
+        yield case(method + b" /a HTTP/1.1\r\nHost: t\r\n\r\n"
+                   + b"GET /b HTTP/1.1\r\nConnection: close\r\n\r\n", ANSWER,
+                   answers=(f"{method.decode()} /a 0", "GET /b 0"), then_close=True,
+                   id=f"rfc9112-{method.decode()}-without-length-then-get")
+    # A request cut short at any point of its body never reaches the handler.
+    full = post(b"0123456789", b"Content-Length: 10\r\n")
+    for cut in (1, 5, 9):
+        yield case(full[:len(full) - cut], TRUNCATED, id=f"rfc9112-body-cut-{cut}-short")
+
+
 HTTP_CASES = [
     *request_line_cases(),
     *header_cases(),
@@ -622,6 +690,7 @@ HTTP_CASES = [
     *abusive_valid_cases(),
     *corpus_file_cases(),
     *binary_garbage_cases(),
+    *rfc9112_cases(),
 ]
 
 
@@ -1112,3 +1181,64 @@ def test_concurrent_hostile_clients(hostile: HostileServer) -> None:
             thread.join(timeout=60)
     assert failures == []
     settle(hostile, errors_before)
+
+
+# -- slow clients are cut off (Limits' timeouts) --------------------------------------------
+
+#: Short timeouts keep these cases fast; the module's server keeps the defaults.
+IMPATIENT = Limits(idle_timeout=0.4, request_timeout=0.4)
+#: The trickle's pace: one byte per interval, far slower than the timeouts allow.
+TRICKLE_INTERVAL = 0.05
+
+
+@pytest.fixture(scope="module")
+def impatient() -> Iterator[HostileServer]:
+    """A server like the module's, with IMPATIENT limits."""
+    recorder = Recorder()
+    events = (MG_EV_ACCEPT, MG_EV_CLOSE, MG_EV_HTTP_MSG, MG_EV_WS_MSG, MG_EV_WS_CTL)
+    with serving(recorder, events=events, limits=IMPATIENT) as server:
+        yield HostileServer(server, recorder)
+
+
+SLOW_CASES = {
+    # name: (sent at once, then trickled one byte per interval, expected status or 0)
+    "head-byte-by-byte": (b"", get(b"/slow", headers=padding_headers(100)), 408),
+    "header-value-byte-by-byte": (b"GET /slow HTTP/1.1\r\nX-Slow: ", b"s" * 2000, 408),
+    "body-byte-by-byte": (post(b"", b"Content-Length: 2000\r\n"), b"b" * 2000, 408),
+    "chunks-byte-by-byte": (chunked(b""), b"1\r\nc\r\n" * 400, 408),
+    "partial-head-then-silence": (b"GET /slow HTTP/1.1\r\nHost", b"", 408),
+    "connect-then-silence": (b"", b"", 0),
+    "keep-alive-then-silence": (get(b"/once"), b"", 0),
+}
+
+
+def trickle(sock: socket.socket, data: bytes) -> bool:
+    """Send ``data`` one byte per TRICKLE_INTERVAL until the server speaks or closes;
+    True if the server did so before the data ran out."""
+    for i in range(len(data)):
+        send_quietly(sock, data[i:i + 1])
+        if select.select([sock], [], [], TRICKLE_INTERVAL)[0]:
+            return True
+    return not data
+
+
+@pytest.mark.parametrize("name", list(SLOW_CASES))
+def test_slow_client_is_cut_off(impatient: HostileServer, name: str) -> None:
+    """Slowloris and idle clients: 408 where a request started, else a silent close,
+    within bounded time; the handler never sees the slow request; others are served."""
+    start, slow, status = SLOW_CASES[name]
+    errors_before, requests_before = len(impatient.errors), len(impatient.recorder.requests)
+    with connect(impatient) as sock:
+        port = sock.getsockname()[1]
+        send_quietly(sock, start)
+        assert trickle(sock, slow), "the whole slow request went through"
+        reading = read_until(sock, never)
+    assert reading.closed, f"still open after {DEADLINE} s: {reading.raw[:200]!r}"
+    statuses = [r.status for r in parse_responses(reading.raw)]
+    served = [r.uri for r in impatient.recorder.requests_from(port, requests_before)]
+    if name == "keep-alive-then-silence":
+        assert (statuses, served) == ([200], ["/once"])
+    else:
+        assert statuses == ([status] if status else [])
+        assert served == []
+    settle(impatient, errors_before)
