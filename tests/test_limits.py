@@ -219,9 +219,9 @@ def test_bad_values_are_refused(kwargs: dict[str, Any], error: type[Exception]) 
 
 
 def test_limits_must_be_a_limits_object() -> None:
-    with pytest.raises(TypeError, match="pymongoose.Limits"):
+    with pytest.raises(TypeError, match=r"pymongoose\.Limits"):
         Manager(limits={"max_body_size": 1})  # type: ignore[arg-type]
-    with Manager() as mgr, pytest.raises(TypeError, match="pymongoose.Limits"):
+    with Manager() as mgr, pytest.raises(TypeError, match=r"pymongoose\.Limits"):
         mgr.listen("http://127.0.0.1:0", limits=5)  # type: ignore[arg-type]
 
 
@@ -420,13 +420,13 @@ def test_connections_over_the_cap_get_503_and_never_reach_the_handler() -> None:
 def test_raw_tcp_listener_takes_limits_too() -> None:
     """A tcp:// listener: the cap closes the extra connection; idle ones are closed."""
     seen = Seen()
-    with serving(make_handler(seen), "tcp://127.0.0.1:0",
-                 limits=Limits(max_connections=1, idle_timeout=0.3)) as server:
-        with connect(server) as first:
-            assert seen.wait_open(1)
-            with connect(server) as second:
-                assert read_all(second) == (b"", True)
-            assert read_all(first) == (b"", True)  # then idle
+    limits = Limits(max_connections=1, idle_timeout=0.3)
+    with serving(make_handler(seen), "tcp://127.0.0.1:0", limits=limits) as server, \
+            connect(server) as first:
+        assert seen.wait_open(1)
+        with connect(server) as second:
+            assert read_all(second) == (b"", True)
+        assert read_all(first) == (b"", True)  # then idle
     assert seen.accepted == 1
 
 
