@@ -8,6 +8,7 @@ The memory test runs its server in a child process and reads its peak resident s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import select
 import socket
@@ -496,3 +497,34 @@ def test_memory_stays_bounded_under_floods() -> None:
         assert r.status_code == 200
     assert sorted(statuses) == [413] * 16 + [431] * 8
     assert peak - before < 24 * 1024, f"peak resident size grew by {peak - before} KiB"
+
+
+# -- asyncio ----------------------------------------------------------------------------------
+
+
+def test_async_manager_takes_limits() -> None:
+    """AsyncManager(limits=...) passes them on; refusals and timeouts work under asyncio."""
+    from pymongoose.aio import AsyncManager
+
+    seen = Seen()
+
+    async def main() -> tuple[bytes, bytes]:
+        limits = Limits(max_header_size=200, request_timeout=0.3)
+        async with AsyncManager(make_handler(seen), limits=limits, tick_ms=20) as amgr:
+            assert amgr.manager.limits is limits
+            listener = amgr.listen("http://127.0.0.1:0")
+            assert listener.local_addr is not None
+            port = listener.local_addr[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(get("/big", b"X-Pad: " + b"p" * 300 + b"\r\n"))
+            too_big = await asyncio.wait_for(reader.read(), DEADLINE)
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /never-finished HTTP/1.1\r\n")
+            too_slow = await asyncio.wait_for(reader.read(), DEADLINE)
+            writer.close()
+            return too_big, too_slow
+
+    too_big, too_slow = asyncio.run(main())
+    assert (status_of(too_big), status_of(too_slow)) == (431, 408)
+    assert seen.requests == []
