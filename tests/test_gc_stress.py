@@ -90,7 +90,7 @@ def test_gc_collect_before_every_event_under_mixed_traffic() -> None:
     def ws_session(server: Server, n: int) -> None:
         ws = websocket.create_connection(server.ws_url + "/ws", timeout=TIMEOUT)
         try:
-            for i in range(8):
+            for i in range(6):
                 payload = f"{n}-{i}-" + "x" * (i * 5000)  # batched in C, then not
                 ws.send(payload)
                 if ws.recv() != payload:
@@ -99,7 +99,7 @@ def test_gc_collect_before_every_event_under_mixed_traffic() -> None:
             ws.close()
 
     def refused_client(server: Server, n: int) -> None:
-        for _ in range(4):
+        for _ in range(3):
             with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
                 sock.sendall(b"GET / HTTP/1.1\r\nX-Big: " + b"b" * 4096 + b"\r\n\r\n")
                 answer = b""
@@ -110,7 +110,7 @@ def test_gc_collect_before_every_event_under_mixed_traffic() -> None:
 
     with serving(handler, setup=setup, limits=limits) as server:
         handler.url = server.url
-        threads = [threading.Thread(target=http_client, args=(server, n)) for n in range(3)]
+        threads = [threading.Thread(target=http_client, args=(server, n)) for n in range(2)]
         threads += [threading.Thread(target=ws_session, args=(server, n)) for n in range(2)]
         threads += [threading.Thread(target=refused_client, args=(server, n)) for n in range(2)]
         for thread in threads:
@@ -121,8 +121,8 @@ def test_gc_collect_before_every_event_under_mixed_traffic() -> None:
         assert failures == []
         assert server.errors == []
     # Each /spawn made one client connection whose request this same handler answered.
-    assert sorted(handler.client_answers) == [b"/from-self "] * 6
-    assert handler.collections > 300
+    assert sorted(handler.client_answers) == [b"/from-self "] * 4
+    assert handler.collections > 200
     for view in handler.views:
         with pytest.raises(MessageExpiredError):
             _ = view.data if isinstance(view, WsMessage) else view.uri
