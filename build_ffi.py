@@ -30,14 +30,17 @@ CSRC = ROOT / "csrc"
 # cdef headers, in dependency order; each sits beside the C it describes.
 CDEF_HEADERS = [
     "cdef/core.h", "cdef/http.h", "cdef/ws.h", "cdef/mqtt.h", "cdef/util.h", "glue.h",
-    "mqtt.h", "aio.h", "util.h", "tls.h", "sntp.h", "dns.h", "cdef/callbacks.h",
+    "mqtt.h", "aio.h", "util.h", "tls.h", "sntp.h", "dns.h", "conn_limits.h",
+    "static_policy.h", "cdef/callbacks.h",
 ]
-GLUE_SOURCES = ["glue.c", "aio.c", "util.c", "tls.c", "mqtt.c", "sntp.c", "dns.c"]
+GLUE_SOURCES = ["glue.c", "aio.c", "util.c", "tls.c", "mqtt.c", "sntp.c", "dns.c",
+                "conn_limits.c", "static_policy.c"]
 
 # Compile-time configuration shared by the binding and bench/'s C baseline server.
 DEFINES = [
     ("MG_TLS", "MG_TLS_BUILTIN"),  # Mongoose's own TLS 1.3: no system library
     ("MG_ENABLE_IPV6", "1"),
+    ("MG_ENABLE_DIRLIST", "1"),  # listings only where serve_dir(list_dirs=True) asks
     ("MG_MAX_RECV_SIZE", "(64UL * 1024UL * 1024UL)"),  # room for large request bodies
 ]
 COMPILE_ARGS = ["-O2"]
@@ -218,7 +221,8 @@ def make_ffibuilder() -> FFI:
     builder.set_source(
         "pymongoose._mongoose_cffi",
         '#include "mongoose.h"\n#include "glue.h"\n#include "mqtt.h"\n#include "aio.h"\n'
-        '#include "util.h"\n#include "tls.h"\n#include "sntp.h"\n#include "dns.h"\n',
+        '#include "util.h"\n#include "tls.h"\n#include "sntp.h"\n#include "dns.h"\n'
+        '#include "conn_limits.h"\n#include "static_policy.h"\n',
         sources=[_build_path(source_dir / "mongoose.c")]
         + [_build_path(CSRC / s) for s in GLUE_SOURCES],
         include_dirs=[_build_path(source_dir), _build_path(CSRC)],

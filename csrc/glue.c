@@ -11,6 +11,7 @@
 #include "route.h"
 #include "tls.h"
 #include "dns.h"
+#include "guard.h" /* conn_limits.c: limits and input checks */
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -104,6 +105,13 @@ char *pymg_queue_arena(struct pymg_manager *m) {
 
 /* Per-connection routing state: struct pymg_route, in route.h. */
 
+static void route_event(struct mg_connection *c, int ev, void *ev_data);
+
+struct pymg_guard **pymg_route_guard(struct mg_connection *c) {
+  struct pymg_route *r = c->fn == route_event ? (struct pymg_route *) c->fn_data : NULL;
+  return r != NULL ? &r->guard : NULL;
+}
+
 static int wants(const struct pymg_route *r, int ev) {
   /* Python wraps a connection on the first event it receives, so a wrapped
    * connection must also see MG_EV_CLOSE to retire its wrapper. A connection
@@ -136,6 +144,12 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
     own->head_request = 0;
     own->active = 1;
     listener = r;
+    own->guard = NULL;
+    if (r->guard != NULL) { /* conn_limits.c: may refuse c before Python sees it */
+      int silent;
+      own->guard = pymg_guard_accept(c, r->guard, &silent);
+      if (silent) own->interest = 0;
+    }
     c->fn_data = r = own;
   } else if (r->owner_id == 0) {
     r->owner_id = c->id;
@@ -152,6 +166,8 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
     const struct mg_str *method = &((struct mg_http_message *) ev_data)->method;
     r->head_request = method->len == 4 && memcmp(method->buf, "HEAD", 4) == 0;
   }
+  /* conn_limits.c: limits and RFC checks; a refused event never reaches Python. */
+  if (r->guard != NULL && !pymg_guard_event(c, r->guard, ev, ev_data)) goto done;
   if (wants(r, ev)) {
     r->wrapped = 1;
     /* A full queue goes to Python with this event: nothing is lost. */
@@ -167,8 +183,10 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
   }
   /* After MG_EV_OPEN is routed, so that an error follows it. */
   if (listener != NULL && c->fn_data == r) pymg_tls_on_accept(c, r, listener);
+done:
   if (ev == MG_EV_CLOSE) {
     pymg_tls_on_close(r);
+    pymg_guard_free(r->guard);
     free(c->fn_data);
     c->fn_data = NULL;
   }

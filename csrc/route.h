@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 struct pymg_tls_conf;
+struct pymg_guard;
 
 struct pymg_route {
   uint64_t interest;       /* bit N set: event N goes to Python */
@@ -21,6 +22,7 @@ struct pymg_route {
    * MG_EV_CONNECT, then freed. Owned; NULL on accepted connections. */
   struct pymg_tls_conf *tls;
   uint64_t tls_deadline;   /* mg_millis() by which the handshake must be done, or 0 */
+  struct pymg_guard *guard; /* conn_limits.c's state, NULL when no limits apply */
 };
 
 /* Hooks route_event calls (tls.c). */

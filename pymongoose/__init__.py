@@ -56,6 +56,7 @@ from .errors import (
     MessageExpiredError,
     PymongooseError,
 )
+from .limits import Limits
 from .manager import ALL_EVENTS, Manager
 from .messages import HttpMessage, WsMessage
 from .mqtt import *  # noqa: F403 - MqttMessage, MQTT_* constants, connack_reason
@@ -137,6 +138,7 @@ __all__ = [
     "ConnectionClosedError",
     "EventHandler",
     "HttpMessage",
+    "Limits",
     "ListenError",
     "Manager",
     "ManagerClosedError",

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from ._ffi import lib
 from .connection import Connection, EventHandler
+from .limits import Limits
 from .manager import ErrorHandler, Manager
 from .tls import TlsOpts
 
@@ -54,12 +55,14 @@ class AsyncManager:
 
     def __init__(self, handler: Optional[EventHandler] = None, *,
                  error_handler: Optional[ErrorHandler] = None,
-                 events: Optional[Iterable[int]] = None, tick_ms: float = 100) -> None:
+                 events: Optional[Iterable[int]] = None, tick_ms: float = 100,
+                 limits: Optional[Limits] = None) -> None:
         if isinstance(tick_ms, bool) or not isinstance(tick_ms, (int, float)):
             raise TypeError(f"tick_ms must be a number, not {type(tick_ms).__name__}")
         if not tick_ms > 0:
             raise ValueError(f"tick_ms must be > 0, not {tick_ms}")
-        self._manager = Manager(handler, error_handler=error_handler, events=events)
+        self._manager = Manager(handler, error_handler=error_handler, events=events,
+                                limits=limits)
         self._tick_s = tick_ms / 1000
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._fd = -1  # our duplicate of Mongoose's descriptor, watched by the loop

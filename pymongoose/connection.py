@@ -495,7 +495,7 @@ class Connection:
         self._work_queued()
 
     def _serve(self, message: HttpMessage, path: str, is_file: bool, extra_headers: Any,
-               mime_types: str, page404: str, caller: str) -> None:
+               mime_types: str, page404: str, caller: str, policy: int = 0) -> None:
         c = self._live()
         if not isinstance(message, HttpMessage):
             raise TypeError(f"{caller} needs the HttpMessage of an MG_EV_HTTP_MSG event, "
@@ -509,20 +509,31 @@ class Connection:
         if not isinstance(mime_types, str) or not isinstance(page404, str):
             raise TypeError(f"{caller}: mime_types and page404 must be str")
         extra = _extra_headers_text(extra_headers)
-        lib.pymg_http_serve(c, hm, os.fsencode(fs_path), int(is_file), extra,
-                            mime_types.encode("utf-8"), os.fsencode(page404))
+        if is_file:
+            lib.pymg_http_serve(c, hm, os.fsencode(fs_path), 1, extra,
+                                mime_types.encode("utf-8"), os.fsencode(page404))
+        else:
+            lib.pymg_serve_dir_safe(c, hm, os.fsencode(fs_path), policy, extra,
+                                    mime_types.encode("utf-8"), os.fsencode(page404))
         self._work_queued()
 
     def serve_dir(self, message: HttpMessage, root_dir: str, extra_headers: Any = "",
-                  mime_types: str = "", page404: str = "") -> None:
+                  mime_types: str = "", page404: str = "", *, allow_hidden: bool = False,
+                  list_dirs: bool = False) -> None:
         """Answer ``message`` with a file under ``root_dir`` (Mongoose's static handler).
 
         Handles index.html, MIME types, ETag / If-None-Match (304), Range (206) and refuses
-        paths that escape ``root_dir``. ``mime_types``: extra ``"ext=type,..."`` pairs;
+        paths that escape ``root_dir``, in any encoding or through a symlink (404).
+        Dotfiles and dot-folders get 404 unless ``allow_hidden``; a folder without an
+        index file gets 403 unless ``list_dirs`` (then an HTML listing, without what
+        would be refused). ``mime_types``: extra ``"ext=type,..."`` pairs;
         ``extra_headers``: CRLF-separated lines or a mapping; ``page404``: a file to send
         for missing paths.
         """
-        self._serve(message, root_dir, False, extra_headers, mime_types, page404, "serve_dir")
+        policy = ((lib.PYMG_STATIC_ALLOW_HIDDEN if allow_hidden else 0)
+                  | (lib.PYMG_STATIC_LIST_DIRS if list_dirs else 0))
+        self._serve(message, root_dir, False, extra_headers, mime_types, page404, "serve_dir",
+                    policy)
 
     def serve_file(self, message: HttpMessage, path: str, extra_headers: Any = "",
                    mime_types: str = "") -> None:

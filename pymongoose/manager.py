@@ -32,6 +32,7 @@ from .constants import (
     event_name,
 )
 from .errors import ConnectError, ListenError, ManagerClosedError
+from .limits import Limits, apply_limits
 from .messages import HttpMessage, WsMessage, _MessageView
 from .mqtt import MQTT_MAX_PACKET_SIZE, MqttMessage, MqttProperties
 from .timers import Timer, TimerCallback
@@ -57,6 +58,13 @@ _unpack = ffi.unpack
 # Mongoose logs to stdout at DEBUG level unless told otherwise.
 lib.pymg_log_init(MG_LL_ERROR)
 lib.pymg_log_to_python(1)  # into the "pymongoose.mongoose" logger (see _dispatch)
+
+
+def _check_limits(limits: object) -> Limits:
+    """``limits`` if it is a Limits, else a TypeError saying what was expected."""
+    if not isinstance(limits, Limits):
+        raise TypeError(f"limits must be a pymongoose.Limits, not {type(limits).__name__}")
+    return limits
 
 
 def interest_mask(handler: Optional[EventHandler], events: Optional[Iterable[int]]) -> int:
@@ -177,7 +185,8 @@ class Manager:
     handler of its own. ``events`` (keyword only) limits which MG_EV_* codes reach it;
     the others are dropped in C, which is the fast path. ``error_handler(exc)`` receives
     exceptions raised by handlers; without it they are logged to the ``pymongoose``
-    logger with their traceback. Either way the loop keeps running.
+    logger with their traceback. Either way the loop keeps running. ``limits`` (a
+    :class:`Limits`, default ``Limits()``) applies to every HTTP listener it opens.
 
     A Manager and its connections belong to the thread that polls it; from other threads
     use :meth:`wakeup` (with ``enable_wakeup=True``).
@@ -190,7 +199,8 @@ class Manager:
     def __init__(self, handler: Optional[EventHandler] = None, enable_wakeup: bool = False,
                  error_handler: Optional[ErrorHandler] = None, *,
                  events: Optional[Iterable[int]] = None, dns_server: Optional[str] = None,
-                 dns_timeout_ms: Optional[int] = None) -> None:
+                 dns_timeout_ms: Optional[int] = None,
+                 limits: Optional[Limits] = None) -> None:
         self._dns_server = (dns.check_server(dns_server) if dns_server is not None
                             else dns.system_server() or dns.DEFAULT_SERVER)
         if dns_timeout_ms is not None:
@@ -202,6 +212,7 @@ class Manager:
         self._handler = handler
         self._interest = interest_mask(handler, events)
         self._error_handler = error_handler
+        self._limits = _check_limits(limits) if limits is not None else Limits()
         self._conns: dict[int, Connection] = {}
         self._timers: dict[int, Timer] = {}  # active ones: they keep their callbacks alive
         self._timer_ids = itertools.count(1)
@@ -419,6 +430,11 @@ class Manager:
         return self._handler
 
     @property
+    def limits(self) -> Limits:
+        """The limits HTTP listeners follow unless ``listen(limits=...)`` says otherwise."""
+        return self._limits
+
+    @property
     def connections(self) -> tuple[Connection, ...]:
         """A snapshot of the open connections, listeners included, oldest first."""
         m = self._m
@@ -527,14 +543,17 @@ class Manager:
 
     def listen(self, url: str, handler: Optional[EventHandler] = None, *,
                http: Optional[bool] = None, events: Optional[Iterable[int]] = None,
-               tls: Optional[TlsOpts] = None) -> Connection:
+               tls: Optional[TlsOpts] = None,
+               limits: Optional[Limits] = None) -> Connection:
         """Listen on ``url`` (``http://127.0.0.1:8000``, ``tcp://…``, ``udp://…``).
 
         ``http`` defaults to True for http, https, ws and wss URLs. ``handler`` and
         ``events`` override the Manager's for this listener and every connection it
         accepts. Port 0 picks a free port: read it from ``local_addr``. ``tls`` (a
         TlsOpts with cert and key) makes every accepted connection TLS, as
-        ``listener.tls_init(tls)`` does.
+        ``listener.tls_init(tls)`` does. ``limits`` (a :class:`Limits`) overrides the
+        Manager's for this listener; an HTTP listener follows the Manager's otherwise, a
+        raw TCP one has none unless given here.
 
         Raises ListenError (an OSError) naming the URL when the port is busy or the URL
         cannot be listened on.
@@ -545,6 +564,10 @@ class Manager:
         tls_opts = _check_tls(tls, client=False)
         if tls_opts is not None and scheme == "udp":
             raise ValueError(f"{url!r}: TLS needs TCP, not UDP")
+        if limits is not None:
+            _check_limits(limits)
+        elif proto == lib.PYMG_PROTO_HTTP:
+            limits = self._limits
         route = self._route_for(handler, events)
         err = ffi.new("int *")
         c = self._open(route, lambda: lib.pymg_listen(m, raw_url, proto, route[1], err))
@@ -559,6 +582,8 @@ class Manager:
                 "IP address or localhost, e.g. http://127.0.0.1:8000)",
             )
         listener = self._wrapper(c, route)
+        if limits is not None and not scheme.startswith("udp"):
+            apply_limits(c, limits, proto == lib.PYMG_PROTO_HTTP)
         if tls_opts is not None:
             listener.tls_init(tls_opts)
         return listener
