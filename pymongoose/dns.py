@@ -97,8 +97,8 @@ def resolve(conn: Connection, url: str) -> None:
     from .manager import _check_url
 
     c = conn._c
-    if c is None:
-        raise ConnectionClosedError(f"connection {conn.id} is closed")
+    if c is None or conn.is_closing:
+        raise ConnectionClosedError(f"connection {conn.id} is closed or closing")
     _, raw = _check_url(url, "resolve")
     manager = conn._manager
     manager._depth += 1  # an IP address connects (and fires events) at once

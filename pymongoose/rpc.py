@@ -55,13 +55,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# Ids and messages are written ASCII-only (non-ASCII as \u escapes): a request may
+# carry lone surrogates (\ud800), which no UTF-8 encoder would send back.
 def _id_text(request_id: Any) -> str:
-    return json.dumps(request_id, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(request_id, separators=(",", ":"))
 
 
 def _error_frame(id_text: str, code: int, message: str) -> str:
     return (f'{{"jsonrpc":"2.0","id":{id_text},"error":{{"code":{code},'
-            f'"message":{json.dumps(message, ensure_ascii=False)}}}}}')
+            f'"message":{json.dumps(message)}}}}}')
 
 
 def _valid_id(request_id: Any) -> bool:

@@ -24,6 +24,7 @@ from pymongoose import (
     MG_EV_HTTP_MSG,
     MG_EV_SNTP_TIME,
     Connection,
+    ConnectionClosedError,
     Manager,
     event_name,
 )
@@ -291,8 +292,15 @@ def test_resolve_refuses_listeners_and_accepted_connections() -> None:
         listener = mgr.listen("tcp://127.0.0.1:0")
         with pytest.raises(ValueError, match="client connections"):
             listener.resolve("tcp://127.0.0.1:1")
+        conn = mgr.connect("udp://127.0.0.1:9")
         with pytest.raises(ValueError, match="URL"):
-            mgr.connect("udp://127.0.0.1:9").resolve("udp://bad url")
+            conn.resolve("udp://bad url")
+        conn.close()
+        with pytest.raises(ConnectionClosedError, match="closing"):
+            conn.resolve("udp://127.0.0.1:9")
+        mgr.poll(0)
+        with pytest.raises(ConnectionClosedError):
+            conn.resolve_cancel()
 
 
 def test_the_default_server_comes_from_resolv_conf(tmp_path: Path) -> None:

@@ -106,6 +106,16 @@ def test_invalid_requests(frame: Any) -> None:
     assert decoded["error"]["message"].startswith("Invalid Request")
 
 
+def test_responses_are_always_utf8_encodable() -> None:
+    # A request may escape lone surrogates; they must not make the response unsendable.
+    rpc = make_rpc()
+    for frame in ('{"id": "\\ud800", "method": "\\udc00x"}',
+                  '{"id": "\\ud800", "method": "refuse"}'):
+        response = rpc.process(frame)
+        response.encode("utf-8")
+        assert json.loads(response)["id"] == "\ud800"
+
+
 def test_method_not_found() -> None:
     decoded = call(make_rpc(), {"jsonrpc": "2.0", "id": 9, "method": "nope"})
     assert error_of(decoded) == (9, -32601)
@@ -274,6 +284,7 @@ request_like = st.dictionaries(
 
 def _check_response(response: str) -> None:
     assert isinstance(response, str)
+    response.encode("utf-8")
     if response:
         decoded = json.loads(response)
         for item in decoded if isinstance(decoded, list) else [decoded]:
