@@ -256,3 +256,25 @@ def test_client_closes_on_garbage_from_the_broker(name: str) -> None:
     assert saw == [b"\x10"]  # it did send CONNECT
     assert messages == []
     assert errors and errors[0].startswith("MQTT: "), errors
+
+
+def test_silent_client_is_closed_after_one_and_a_half_keepalives(server: BrokerServer) -> None:
+    one_second = packet(0x10, utf8(b"MQTT") + b"\x04\x02" + struct.pack("!H", 1)
+                        + utf8(b"sleepy"))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(one_second)
+        assert sock.recv(4) == CONNACK_OK
+        assert read_until_closed(sock) == b""  # within TIMEOUT, though it sent nothing bad
+    roundtrip(server.port, "sleepy")
+
+
+def test_pinging_client_outlives_its_keepalive(server: BrokerServer) -> None:
+    one_second = packet(0x10, utf8(b"MQTT") + b"\x04\x02" + struct.pack("!H", 1)
+                        + utf8(b"awake"))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(one_second)
+        assert sock.recv(4) == CONNACK_OK
+        for _ in range(6):  # 3 s, twice the allowance, in pings every half second
+            time.sleep(0.5)  # pacing the client, not waiting for the broker
+            sock.sendall(b"\xc0\x00")
+            assert sock.recv(2) == b"\xd0\x00"  # PINGRESP: still served
