@@ -45,7 +45,9 @@ def main():
             print(f"{len(broker.clients)} clients connected", flush=True)
 
     mgr = Manager()
-    listener = mgr.mqtt_listen(args.listen or args.url, handler)
+    # Only the events the broker and this logging need cross into Python.
+    listener = mgr.mqtt_listen(args.listen or args.url, handler,
+                               events=(*MqttBroker.EVENTS, MG_EV_ERROR))
     ip, port, is_ipv6 = listener.local_addr
     host = f"[{ip}]" if is_ipv6 else ip
     print(f"MQTT broker on mqtt://{host}:{port}", flush=True)

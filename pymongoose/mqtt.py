@@ -509,31 +509,59 @@ def listen(manager: Manager, url: str, handler: Optional[EventHandler], *,
 # -- Connection.mqtt_* ----------------------------------------------------------------
 
 
+# Validated topics, UTF-8 encoded: a publisher (or a broker forwarding) uses the same few
+# again and again. Bounded, so varying topics cannot grow it without limit.
+_PUBLISH_TOPICS: dict[str, bytes] = {}
+_PUBLISH_TOPICS_MAX = 1024
+_mg_mqtt_pub = lib.mg_mqtt_pub
+_mqtt_version = lib.pymg_mqtt_version
+
+
 def publish(conn: Connection, topic: str, message: Union[bytes, str], qos: int, retain: bool,
             properties: Optional[MqttProperties]) -> int:
-    """What ``Connection.mqtt_pub`` does (see there)."""
-    c = _mqtt_conn(conn)
-    keep = _Keep()
-    opts = _new_opts(keep)
-    raw_topic = check_topic_name(topic)
-    keep.str_field(opts.topic, raw_topic)
-    if isinstance(message, str):
+    """What ``Connection.mqtt_pub`` does (see there). It runs per message, so the
+    common case (a known topic, no properties) takes no copies and few calls."""
+    c = conn._c
+    if c is None or not _mqtt_version(c):
+        c = _mqtt_conn(conn)  # raises the right error
+    raw_topic = _PUBLISH_TOPICS.get(topic) if type(topic) is str else None
+    if raw_topic is None:
+        raw_topic = check_topic_name(topic)
+        if len(_PUBLISH_TOPICS) >= _PUBLISH_TOPICS_MAX:
+            _PUBLISH_TOPICS.clear()
+        _PUBLISH_TOPICS[topic] = raw_topic
+    if type(message) is str:
         message = message.encode("utf-8")
-    if not isinstance(message, (bytes, bytearray, memoryview)):
+    elif not isinstance(message, (bytes, bytearray, memoryview)):
         raise TypeError(f"message must be bytes or str, not {type(message).__name__}")
-    payload = bytes(message)
-    opts.qos = _check_qos(qos)
+    if type(qos) is not int or not 0 <= qos <= 2:
+        _check_qos(qos)
+    opts = ffi.new("struct mg_mqtt_opts *")
+    # Borrowed, not copied: Mongoose copies both into the send buffer before returning.
+    topic_buf = ffi.from_buffer(raw_topic)
+    payload = ffi.from_buffer(message)
+    opts.topic.buf = topic_buf
+    opts.topic.len = len(raw_topic)
+    opts.message.buf = payload
+    opts.message.len = len(payload)
+    opts.qos = qos
     opts.retain = bool(retain)
-    opts.props, opts.num_props = _v5_properties(c, properties, keep)
+    keep = None
+    props_bound = 4
+    if properties:
+        keep = _Keep()
+        opts.props, opts.num_props = _v5_properties(c, properties, keep)
+        props_bound += sum(9 + opts.props[i].key.len + opts.props[i].val.len
+                           for i in range(opts.num_props))
     # Mongoose would write a wrong fixed header for a packet beyond what it can say.
-    props_bound = 4 + sum(9 + p.key.len + p.val.len for p in
-                          (opts.props[i] for i in range(opts.num_props)))
     if 2 + len(raw_topic) + 2 + props_bound + len(payload) > _MAX_REMAINING:
         raise ValueError(f"message of {len(payload)} bytes is too large for one MQTT packet "
                          f"(at most {_MAX_REMAINING} bytes in all)")
-    keep.str_field(opts.message, payload)
-    packet_id = int(lib.mg_mqtt_pub(c, opts))
-    conn._work_queued()
+    packet_id = int(_mg_mqtt_pub(c, opts))
+    del keep, topic_buf, payload  # alive until here: C read them
+    wake = conn._manager._on_work_queued
+    if wake is not None:
+        wake()
     return packet_id
 
 

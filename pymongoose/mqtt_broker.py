@@ -265,10 +265,17 @@ class MqttBroker:
     the client's connection (C refuses most before they reach this class).
     """
 
+    #: The events it needs: ``mqtt_listen(url, broker, events=MqttBroker.EVENTS)`` keeps
+    #: the others (MG_EV_POLL, MG_EV_READ, ...) in C.
+    EVENTS = (MG_EV_MQTT_CMD, MG_EV_MQTT_MSG, MG_EV_CLOSE)
+
     def __init__(self, *, retain: bool = True) -> None:
         self._sessions: dict[int, _Session] = {}
         self._retained: dict[str, tuple[bytes, int, MqttProperties]] = {}
         self._retain = bool(retain)
+        # Who gets a topic, at which QoS: worked out once per topic, forgotten whenever
+        # a session or a subscription changes. Bounded: topics may be countless.
+        self._routes: dict[str, list[tuple[_Session, int]]] = {}
 
     @property
     def clients(self) -> list[str]:
@@ -295,6 +302,7 @@ class MqttBroker:
                 conn.error(f"MQTT: {exc}"[:63])
         elif ev == MG_EV_CLOSE:
             session = self._sessions.pop(conn.id, None)
+            self._routes.clear()
             if session is not None and session.will is not None:
                 self.publish(*session.will)
 
@@ -316,6 +324,7 @@ class MqttBroker:
                 session.will = (info.will_topic, info.will_message, info.will_qos,
                                 info.will_retain)
             self._sessions[conn.id] = session
+            self._routes.clear()
             conn.mqtt_connack(0)
             return
         current = self._sessions.get(conn.id)
@@ -325,6 +334,7 @@ class MqttBroker:
         if cmd == MQTT_CMD_SUBSCRIBE:
             packet_id, filters = parse_subscribe(msg.dgram, conn.mqtt_version)
             session.subscriptions.update(filters)
+            self._routes.clear()
             conn.mqtt_suback(packet_id, [qos for _topic, qos in filters])
             for topic_filter, qos in filters:
                 for topic, (payload, stored_qos, props) in self._retained.items():
@@ -335,12 +345,14 @@ class MqttBroker:
             packet_id, topics = parse_unsubscribe(msg.dgram, conn.mqtt_version)
             for topic in topics:
                 session.subscriptions.pop(topic, None)
+            self._routes.clear()
             conn.mqtt_unsuback(packet_id, len(topics))
         elif cmd == MQTT_CMD_PINGREQ:
             conn.mqtt_pong()
         elif cmd == MQTT_CMD_DISCONNECT:
             session.will = None
             del self._sessions[conn.id]
+            self._routes.clear()
             conn.drain()
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, *,
@@ -354,14 +366,27 @@ class MqttBroker:
                 self._retained[topic] = (payload, qos, properties)
             else:
                 self._retained.pop(topic, None)
+        routes = self._routes.get(topic)
+        if routes is None:
+            routes = self._route(topic)
         delivered = 0
-        for session in list(self._sessions.values()):
-            granted = max((sub_qos for topic_filter, sub_qos in session.subscriptions.items()
-                           if topic_matches(topic_filter, topic)), default=None)
-            if granted is None or session.conn.is_closing:
+        for session, granted in routes:
+            if session.conn.is_closing:
                 continue
             session.conn.mqtt_pub(
                 topic, payload, min(qos, granted),
                 properties=properties if session.conn.mqtt_version == 5 else None)
             delivered += 1
         return delivered
+
+    def _route(self, topic: str) -> list[tuple[_Session, int]]:
+        routes = []
+        for session in self._sessions.values():
+            granted = max((sub_qos for topic_filter, sub_qos in session.subscriptions.items()
+                           if topic_matches(topic_filter, topic)), default=None)
+            if granted is not None:
+                routes.append((session, granted))
+        if len(self._routes) >= 4096:
+            self._routes.clear()
+        self._routes[topic] = routes
+        return routes

@@ -176,3 +176,34 @@ def test_async_manager_mqtt(tmp_path: Path) -> None:
             return got
 
         assert asyncio.run(main()) == [b"from asyncio"]
+
+
+def test_listen_errors_and_connack_reasons() -> None:
+    from pymongoose import ListenError, connack_reason
+
+    with Manager() as mgr:
+        first = mgr.mqtt_listen("mqtt://127.0.0.1:0")
+        addr = first.local_addr
+        assert addr is not None
+        with pytest.raises(ListenError, match="cannot listen"):
+            mgr.mqtt_listen(f"mqtt://127.0.0.1:{addr[1]}")
+        with pytest.raises(ValueError, match="mqtt://"):
+            mgr.mqtt_listen("http://127.0.0.1:0")
+        with pytest.raises(ValueError, match="timeout_ms"):
+            mgr.mqtt_listen("mqtt://127.0.0.1:0", timeout_ms=-1)
+        with pytest.raises(ValueError, match="max_packet_size"):
+            mgr.mqtt_listen("mqtt://127.0.0.1:0", max_packet_size=1)
+        with pytest.raises(ValueError, match="cmd"):
+            first.mqtt_send_header(0, 0, 0)
+        with pytest.raises(ValueError, match="length"):
+            first.mqtt_send_header(3, 0, 268_435_456)
+        with pytest.raises(ValueError, match="packet_id"):
+            first.mqtt_suback(0, [0])
+        with pytest.raises(ValueError, match="codes"):
+            first.mqtt_suback(1, [])
+    assert connack_reason(0) == "accepted"
+    assert connack_reason(4) == "bad user name or password"
+    assert connack_reason(0x87, 5) == "not authorized"
+    assert connack_reason(0x87) == "unknown return code"
+    with pytest.raises(ValueError):
+        connack_reason(256)

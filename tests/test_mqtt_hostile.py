@@ -11,6 +11,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -197,3 +198,83 @@ def test_streaming_client_is_not_cut_off(server: BrokerServer) -> None:
         sock.sendall(packet(0x32, utf8(b"stream/end") + b"\x00\x07" + b"done"))
         assert sock.recv(4) == b"\x40\x02\x00\x07"  # PUBACK: still connected
     assert server.errors == []
+
+
+# -- a hostile broker: what our client does with garbage ---------------------------------
+
+HOSTILE_REPLIES: dict[str, bytes] = {
+    "oversized length claim": CONNACK_OK + b"\x30\xff\xff\xff\x7f",
+    "bad remaining-length varint": CONNACK_OK + b"\x30\xff\xff\xff\xff\x01",
+    "PUBLISH with QoS 3": CONNACK_OK + publish(b"a", b"\x00\x01x", first=0x36),
+    "PUBLISH topic longer than packet": CONNACK_OK + packet(0x30, b"\x00\x09abc"),
+    "CONNACK too short": b"\x20\x01\x00",
+}
+
+
+def fake_broker(server_sock: socket.socket, reply: bytes, saw: list[bytes]) -> None:
+    """Accept one client, read the first byte of its CONNECT, answer ``reply``."""
+    server_sock.settimeout(TIMEOUT)
+    peer, _ = server_sock.accept()
+    with peer:
+        peer.settimeout(TIMEOUT)
+        saw.append(peer.recv(1))
+        peer.sendall(reply)
+        read_until_closed(peer)
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_REPLIES))
+def test_client_closes_on_garbage_from_the_broker(name: str) -> None:
+    import threading
+
+    from mqtt_helpers import poll_until
+
+    from pymongoose import MG_EV_CLOSE, MG_EV_ERROR, MG_EV_MQTT_MSG, Connection, Manager
+
+    errors: list[str] = []
+    messages: list[bytes] = []
+    closed: list[bool] = []
+
+    def handler(conn: Connection, ev: int, data: Any) -> None:
+        if ev == MG_EV_ERROR:
+            errors.append(data)
+        elif ev == MG_EV_MQTT_MSG:
+            messages.append(data.data)
+        elif ev == MG_EV_CLOSE:
+            closed.append(True)
+
+    with socket.socket() as server_sock:
+        server_sock.bind(("127.0.0.1", 0))
+        server_sock.listen(1)
+        saw: list[bytes] = []
+        thread = threading.Thread(target=fake_broker, daemon=True,
+                                  args=(server_sock, HOSTILE_REPLIES[name], saw))
+        thread.start()
+        with Manager() as mgr:
+            mgr.mqtt_connect(f"mqtt://127.0.0.1:{server_sock.getsockname()[1]}", handler)
+            poll_until(mgr, lambda: closed, what="the client to close")
+        thread.join(TIMEOUT)
+    assert saw == [b"\x10"]  # it did send CONNECT
+    assert messages == []
+    assert errors and errors[0].startswith("MQTT: "), errors
+
+
+def test_silent_client_is_closed_after_one_and_a_half_keepalives(server: BrokerServer) -> None:
+    one_second = packet(0x10, utf8(b"MQTT") + b"\x04\x02" + struct.pack("!H", 1)
+                        + utf8(b"sleepy"))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(one_second)
+        assert sock.recv(4) == CONNACK_OK
+        assert read_until_closed(sock) == b""  # within TIMEOUT, though it sent nothing bad
+    roundtrip(server.port, "sleepy")
+
+
+def test_pinging_client_outlives_its_keepalive(server: BrokerServer) -> None:
+    one_second = packet(0x10, utf8(b"MQTT") + b"\x04\x02" + struct.pack("!H", 1)
+                        + utf8(b"awake"))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(one_second)
+        assert sock.recv(4) == CONNACK_OK
+        for _ in range(6):  # 3 s, twice the allowance, in pings every half second
+            time.sleep(0.5)  # pacing the client, not waiting for the broker
+            sock.sendall(b"\xc0\x00")
+            assert sock.recv(2) == b"\xd0\x00"  # PINGRESP: still served
