@@ -34,6 +34,7 @@ from tls_helpers import (
 from pymongoose import (
     MG_EV_ACCEPT,
     MG_EV_CLOSE,
+    MG_EV_CONNECT,
     MG_EV_ERROR,
     MG_EV_HTTP_MSG,
     MG_EV_TLS_HS,
@@ -540,3 +541,25 @@ def test_https_with_asyncio(certs: Certs) -> None:
             return response.text
 
     assert asyncio.run(main()) == "hello /aio tls=True"
+
+
+def test_tls_init_from_the_connect_handler_is_too_late_and_says_so(https: str,
+                                                                   certs: Certs) -> None:
+    # Mongoose's C examples call mg_tls_init on MG_EV_CONNECT; here that event arrives
+    # in a batch, after C has already refused to go on without TLS.
+    seen: list[Any] = []
+
+    def handler(conn: Connection, ev: int, data: Any) -> None:
+        if ev == MG_EV_ERROR:
+            seen.append(data)
+        elif ev == MG_EV_CONNECT:
+            seen.append("connect")
+        elif ev == MG_EV_CLOSE:
+            seen.append("close")
+
+    with Manager() as mgr:
+        conn = mgr.connect(https + "/", handler)
+        while not conn.is_closed:
+            mgr.poll(20)
+    assert len(seen) == 2 and seen[1] == "close"
+    assert "no TLS options" in seen[0] and "right after it" in seen[0]
