@@ -126,10 +126,11 @@ void pymg_tls_check_deadline(struct mg_connection *c, struct pymg_route *r, uint
   }
 }
 
-const char *pymg_tls_error_text(struct mg_connection *c, const char *text, char *buf,
-                                size_t size) {
+const char *pymg_tls_error_text(struct mg_connection *c, const char *text) {
+  /* Not on route_event's stack: an array there costs every event a stack guard. */
+  static __thread char buf[320];
   if (!c->is_tls || !c->is_tls_hs || c->tls == NULL) return text;
-  snprintf(buf, size, "TLS handshake failed: %s", text);
+  snprintf(buf, sizeof(buf), "TLS handshake failed: %s", text);
   return buf;
 }
 
