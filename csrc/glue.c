@@ -112,6 +112,10 @@ struct pymg_guard **pymg_route_guard(struct mg_connection *c) {
   return r != NULL ? &r->guard : NULL;
 }
 
+/* Events route_event hands to the TLS hooks (tls.c). */
+#define PYMG_TLS_HOOK_EVENTS \
+  ((1UL << MG_EV_CONNECT) | (1UL << MG_EV_CLOSE) | (1UL << MG_EV_ERROR))
+
 static int wants(const struct pymg_route *r, int ev) {
   /* Python wraps a connection on the first event it receives, so a wrapped
    * connection must also see MG_EV_CLOSE to retire its wrapper. A connection
@@ -121,12 +125,26 @@ static int wants(const struct pymg_route *r, int ev) {
   return (int) ((r->interest >> ev) & 1U);
 }
 
+/* The TLS part of route_event, out of line so that the per-request events do
+ * not pay for its registers. Returns 0 when the event must not be routed. */
+#if defined(__GNUC__)
+__attribute__((noinline, cold))
+#endif
+static int tls_hooks(struct mg_connection *c, struct pymg_route *r, int ev, void **ev_data) {
+  if (ev == MG_EV_CONNECT) return pymg_tls_on_connect(c, r);
+  if (ev == MG_EV_CLOSE && c->is_tls) pymg_tls_before_close(c, r);
+  if (ev == MG_EV_ERROR) {
+    r->error_seen = 1;
+    *ev_data = (void *) pymg_tls_error_text(c, (const char *) *ev_data);
+  }
+  return 1;
+}
+
 static void route_event(struct mg_connection *c, int ev, void *ev_data) {
   struct pymg_manager *m = (struct pymg_manager *) c->mgr;
   struct pymg_route *r = (struct pymg_route *) c->fn_data;
   struct mg_connection *outer;
   const struct pymg_route *listener = NULL;
-  char error_text[320];
   if (r == NULL) return;
   if (ev == MG_EV_READ || ev == MG_EV_WRITE) r->active = 1;
   if (ev == MG_EV_OPEN && c->is_accepted) {
@@ -154,13 +172,11 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
   } else if (r->owner_id == 0) {
     r->owner_id = c->id;
   }
-  /* TLS is set up here, in C, not from the batched Python event. */
-  if (ev == MG_EV_CONNECT && !pymg_tls_on_connect(c, r)) return;
-  if (ev == MG_EV_CLOSE && c->is_tls) pymg_tls_before_close(c, r);
-  if (ev == MG_EV_ERROR) {
-    r->error_seen = 1;
-    ev_data = (void *) pymg_tls_error_text(c, (const char *) ev_data, error_text,
-                                           sizeof(error_text));
+  /* TLS is set up here, in C, not from the batched Python event. One test
+   * keeps the per-request events (READ, WRITE, HTTP_MSG, POLL) off this path. */
+  if (ev < 32 && ((1UL << ev) & PYMG_TLS_HOOK_EVENTS) != 0 &&
+      !tls_hooks(c, r, ev, &ev_data)) {
+    return;
   }
   if (ev == MG_EV_HTTP_MSG && !c->is_client) {
     const struct mg_str *method = &((struct mg_http_message *) ev_data)->method;

@@ -40,9 +40,9 @@ void pymg_tls_on_close(struct pymg_route *r);
 /* Once a second: close connections whose handshake outlived its deadline. */
 void pymg_tls_check_deadline(struct mg_connection *c, struct pymg_route *r, uint64_t now);
 /* MG_EV_ERROR text as Python should see it: Mongoose's handshake errors
- * ("failed to verify hostname") gain a "TLS handshake failed: " prefix. */
-const char *pymg_tls_error_text(struct mg_connection *c, const char *text, char *buf,
-                                size_t size);
+ * ("failed to verify hostname") gain a "TLS handshake failed: " prefix (in a
+ * per-thread buffer, valid until the next such error on the thread). */
+const char *pymg_tls_error_text(struct mg_connection *c, const char *text);
 
 /* What protocol modules (mqtt.c) borrow from glue.c so that their connections
  * are routed to Python like every other. */

@@ -48,6 +48,13 @@ void pymg_tls_conf_free(struct pymg_tls_conf *conf) {
   free(conf);
 }
 
+/* mg_error, without its 63-character limit: our messages say what to do. */
+static void fail(struct mg_connection *c, const char *message) {
+  MG_ERROR(("%lu %s", c->id, message));
+  c->is_closing = 1;
+  mg_call(c, MG_EV_ERROR, (void *) message);
+}
+
 /* Mongoose checks certificate dates against mg_now(), and when it does not
  * know the wall-clock time yet it asks an SNTP server on the Internet before
  * verifying anything. A host OS knows the time: tell Mongoose. */
@@ -77,8 +84,8 @@ void pymg_tls_on_accept(struct mg_connection *c, struct pymg_route *r,
   } else if (c->is_tls) {
     /* An https:// or wss:// listener with no certificate: better no answer
      * than a plain-text one. */
-    mg_error(c, "%s", "this TLS listener has no certificate: call "
-             "listener.tls_init(TlsOpts(cert=..., key=...)) or pass tls= to listen()");
+    fail(c, "this TLS listener has no certificate: call "
+         "listener.tls_init(TlsOpts(cert=..., key=...)) or pass tls= to listen()");
   }
 }
 
@@ -88,8 +95,8 @@ int pymg_tls_on_connect(struct mg_connection *c, struct pymg_route *r) {
   r->connected = 1;
   if (conf == NULL) {
     if (c->is_tls && c->tls == NULL) {
-      mg_error(c, "%s", "this TLS connection has no TLS options: pass tls=TlsOpts(ca=...) "
-               "to connect() or ws_connect(), or call tls_init() right after it");
+      fail(c, "this TLS connection has no TLS options: pass tls=TlsOpts(ca=...) "
+           "to connect() or ws_connect(), or call tls_init() right after it");
       return 0;
     }
     return 1;
@@ -102,7 +109,7 @@ int pymg_tls_on_connect(struct mg_connection *c, struct pymg_route *r) {
 
 void pymg_tls_before_close(struct mg_connection *c, struct pymg_route *r) {
   if (c->is_client && c->tls != NULL && c->is_tls_hs && !r->error_seen) {
-    mg_error(c, "%s", "the server closed the connection");
+    fail(c, "the server closed the connection");
   }
 }
 
@@ -115,14 +122,15 @@ void pymg_tls_check_deadline(struct mg_connection *c, struct pymg_route *r, uint
   if (r->tls_deadline == 0 || now < r->tls_deadline) return;
   r->tls_deadline = 0;
   if (c->is_tls_hs && !c->is_closing) {
-    mg_error(c, "%s", "TLS handshake timed out");
+    fail(c, "TLS handshake timed out");
   }
 }
 
-const char *pymg_tls_error_text(struct mg_connection *c, const char *text, char *buf,
-                                size_t size) {
+const char *pymg_tls_error_text(struct mg_connection *c, const char *text) {
+  /* Not on route_event's stack: an array there costs every event a stack guard. */
+  static __thread char buf[320];
   if (!c->is_tls || !c->is_tls_hs || c->tls == NULL) return text;
-  snprintf(buf, size, "TLS handshake failed: %s", text);
+  snprintf(buf, sizeof(buf), "TLS handshake failed: %s", text);
   return buf;
 }
 

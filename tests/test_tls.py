@@ -19,11 +19,22 @@ import pytest
 import requests
 import websocket
 from conftest import serving
-from tls_helpers import Certs, certs, ec_key, fetch, openssl
+from tls_helpers import (
+    Certs,
+    certs,
+    ec_key,
+    fetch,
+    https_get,
+    https_post,
+    openssl,
+    retry_bad_signature,
+    run_tool,
+)
 
 from pymongoose import (
     MG_EV_ACCEPT,
     MG_EV_CLOSE,
+    MG_EV_CONNECT,
     MG_EV_ERROR,
     MG_EV_HTTP_MSG,
     MG_EV_TLS_HS,
@@ -70,11 +81,11 @@ def https(certs: Certs) -> Iterator[str]:
 
 
 def test_requests_verifies_our_server_with_the_test_ca(https: str, certs: Certs) -> None:
-    response = requests.get(https + "/a", verify=str(certs.ca), timeout=TIMEOUT)
+    response = https_get(https + "/a", verify=str(certs.ca), timeout=TIMEOUT)
     assert response.status_code == 200
     assert response.text == "hello /a tls=True"
     localhost = https.replace("127.0.0.1", "localhost")
-    assert requests.get(localhost + "/b", verify=str(certs.ca), timeout=TIMEOUT).ok
+    assert https_get(localhost + "/b", verify=str(certs.ca), timeout=TIMEOUT).ok
 
 
 def test_requests_refuses_our_server_without_the_ca(https: str) -> None:
@@ -83,19 +94,18 @@ def test_requests_refuses_our_server_without_the_ca(https: str) -> None:
 
 
 def test_curl_with_cacert(https: str, certs: Certs) -> None:
-    out = subprocess.run(
-        ["curl", "-sS", "--fail", "--max-time", "10", "--cacert", str(certs.ca),
-         https + "/curl"], capture_output=True, text=True, timeout=30)
+    out = run_tool(["curl", "-sS", "--fail", "--max-time", "10", "--cacert", str(certs.ca),
+                    https + "/curl"])
     assert out.returncode == 0, out.stderr
     assert out.stdout == "hello /curl tls=True"
 
 
 def test_openssl_s_client_negotiates_tls13_and_verifies(https: str, certs: Certs) -> None:
     port = https.rsplit(":", 1)[1]
-    out = subprocess.run(
+    out = run_tool(
         ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(certs.ca),
          "-verify_return_error", "-verify_ip", "127.0.0.1", "-servername", "localhost"],
-        input="", capture_output=True, text=True, timeout=30)
+        input="")
     assert "New, TLSv1.3, Cipher is TLS_" in out.stdout
     assert "Verify return code: 0 (ok)" in out.stdout
 
@@ -119,7 +129,7 @@ def test_listener_tls_init_after_listen(certs: Certs) -> None:
         assert listener.is_tls
         port = listener.local_addr[1]  # type: ignore[index]
         result: list[Any] = []
-        thread = threading.Thread(target=lambda: result.append(requests.get(
+        thread = threading.Thread(target=lambda: result.append(https_get(
             f"https://localhost:{port}/x", verify=str(certs.ca), timeout=TIMEOUT)))
         thread.start()
         while thread.is_alive():
@@ -133,15 +143,16 @@ def test_listener_tls_init_after_listen(certs: Certs) -> None:
 def test_plain_http_listener_made_tls(certs: Certs) -> None:
     with serving(hello, "http://127.0.0.1:0", tls=certs.server_opts()) as server:
         assert server.listener.is_tls
-        response = requests.get(f"https://127.0.0.1:{server.port}/p", verify=str(certs.ca),
+        response = https_get(f"https://127.0.0.1:{server.port}/p", verify=str(certs.ca),
                                 timeout=TIMEOUT)
         assert response.text == "hello /p tls=True"
 
 
 def test_websocket_client_over_wss(certs: Certs) -> None:
     with serving(ws_echo, "wss://127.0.0.1:0", tls=certs.server_opts()) as server:
-        ws = websocket.create_connection(f"wss://127.0.0.1:{server.port}/ws",
-                                         sslopt={"ca_certs": str(certs.ca)}, timeout=TIMEOUT)
+        ws = retry_bad_signature(lambda: websocket.create_connection(
+            f"wss://127.0.0.1:{server.port}/ws", sslopt={"ca_certs": str(certs.ca)},
+            timeout=TIMEOUT))
         try:
             for message in ("one", "two" * 5000):
                 ws.send(message)
@@ -159,7 +170,7 @@ def test_large_bodies_both_ways(certs: Certs) -> None:
 
     body = bytes(range(256)) * 4096  # 1 MiB: many TLS records
     with serving(echo, "https://127.0.0.1:0", tls=certs.server_opts()) as server:
-        response = requests.post(f"https://127.0.0.1:{server.port}/", data=body,
+        response = https_post(f"https://127.0.0.1:{server.port}/", data=body,
                                  verify=str(certs.ca), timeout=30)
         assert response.content == body
 
@@ -191,7 +202,7 @@ def test_https_listener_without_certificate_refuses_connections(certs: Certs) ->
 def test_tls_free_on_listener_stops_tls_for_new_connections(certs: Certs) -> None:
     with serving(hello, "https://127.0.0.1:0", tls=certs.server_opts()) as server:
         url = f"https://127.0.0.1:{server.port}/"
-        assert requests.get(url, verify=str(certs.ca), timeout=TIMEOUT).ok
+        assert https_get(url, verify=str(certs.ca), timeout=TIMEOUT).ok
         done = threading.Event()
         server.manager.timer_add(0, lambda: (server.listener.tls_free(), done.set()))
         assert done.wait(TIMEOUT)
@@ -355,7 +366,7 @@ def test_mutual_tls(certs: Certs) -> None:
     opts = certs.server_opts(ca=certs.ca.read_bytes())  # a server with ca= asks for client certs
     with serving(hello, "https://127.0.0.1:0", tls=opts) as server:
         url = f"https://127.0.0.1:{server.port}/m"
-        response = requests.get(url, verify=str(certs.ca), timeout=TIMEOUT,
+        response = https_get(url, verify=str(certs.ca), timeout=TIMEOUT,
                                 cert=(str(certs.client_crt), str(certs.client_key)))
         assert response.text == "hello /m tls=True"
         with pytest.raises(requests.exceptions.ConnectionError):
@@ -379,7 +390,7 @@ def test_mutual_tls_refuses_a_client_cert_from_another_ca(certs: Certs, tmp_path
         with pytest.raises(requests.exceptions.ConnectionError):
             requests.get(f"https://127.0.0.1:{server.port}/", verify=str(certs.ca),
                          cert=(str(other_crt), str(other_key)), timeout=TIMEOUT)
-        assert requests.get(f"https://127.0.0.1:{server.port}/", verify=str(certs.ca),
+        assert https_get(f"https://127.0.0.1:{server.port}/", verify=str(certs.ca),
                             cert=(str(certs.client_crt), str(certs.client_key)),
                             timeout=TIMEOUT).ok
 
@@ -396,7 +407,7 @@ def test_accepted_connections_are_tls_from_the_start(certs: Certs) -> None:
         hello(conn, ev, data)
 
     with serving(handler, "https://127.0.0.1:0", tls=certs.server_opts()) as server:
-        assert requests.get(f"https://127.0.0.1:{server.port}/", verify=str(certs.ca),
+        assert https_get(f"https://127.0.0.1:{server.port}/", verify=str(certs.ca),
                             timeout=TIMEOUT).ok
     assert (MG_EV_ACCEPT, True) in seen
     assert (MG_EV_HTTP_MSG, True) in seen
@@ -511,7 +522,7 @@ def test_tls_free_closes_a_tls_session_and_tls_init_twice_is_refused(certs: Cert
         url = f"https://127.0.0.1:{server.port}"
         with pytest.raises(requests.exceptions.ConnectionError):
             requests.get(url + "/free", verify=str(certs.ca), timeout=TIMEOUT)
-        assert requests.get(url + "/again", verify=str(certs.ca), timeout=TIMEOUT).ok
+        assert https_get(url + "/again", verify=str(certs.ca), timeout=TIMEOUT).ok
     assert len(refused) == 1 and "already speaks TLS" in refused[0]
 
 
@@ -525,8 +536,30 @@ def test_https_with_asyncio(certs: Certs) -> None:
             listener = amgr.listen("https://127.0.0.1:0", tls=certs.server_opts())
             port = listener.local_addr[1]  # type: ignore[index]
             response = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: requests.get(f"https://localhost:{port}/aio",
+                None, lambda: https_get(f"https://localhost:{port}/aio",
                                            verify=str(certs.ca), timeout=TIMEOUT))
             return response.text
 
     assert asyncio.run(main()) == "hello /aio tls=True"
+
+
+def test_tls_init_from_the_connect_handler_is_too_late_and_says_so(https: str,
+                                                                   certs: Certs) -> None:
+    # Mongoose's C examples call mg_tls_init on MG_EV_CONNECT; here that event arrives
+    # in a batch, after C has already refused to go on without TLS.
+    seen: list[Any] = []
+
+    def handler(conn: Connection, ev: int, data: Any) -> None:
+        if ev == MG_EV_ERROR:
+            seen.append(data)
+        elif ev == MG_EV_CONNECT:
+            seen.append("connect")
+        elif ev == MG_EV_CLOSE:
+            seen.append("close")
+
+    with Manager() as mgr:
+        conn = mgr.connect(https + "/", handler)
+        while not conn.is_closed:
+            mgr.poll(20)
+    assert len(seen) == 2 and seen[1] == "close"
+    assert "no TLS options" in seen[0] and "right after it" in seen[0]

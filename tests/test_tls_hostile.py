@@ -22,7 +22,7 @@ from typing import Any, Optional
 import pytest
 import requests
 from conftest import Server, serving
-from tls_helpers import Certs, certs, client_hello
+from tls_helpers import Certs, certs, client_hello, https_get, retry_bad_signature
 
 from pymongoose import MG_EV_CLOSE, MG_EV_ERROR, MG_EV_HTTP_MSG, Connection, Manager, TlsOpts
 
@@ -47,7 +47,7 @@ def server(certs: Certs) -> Iterator[Server]:
 
 
 def still_serving(server: Server, certs: Certs) -> None:
-    response = requests.get(f"https://127.0.0.1:{server.port}/", verify=str(certs.ca),
+    response = https_get(f"https://127.0.0.1:{server.port}/", verify=str(certs.ca),
                             timeout=CLOSE_WITHIN)
     assert response.text == "still here"
 
@@ -212,6 +212,17 @@ def handshake_over(sock: socket.socket, certs: Certs) -> tuple[ssl.SSLObject, ss
     return tls, outgoing
 
 
+def connect_tls(server: Server,
+                certs: Certs) -> tuple[socket.socket, ssl.SSLObject, ssl.MemoryBIO]:
+    """A new connection to ``server`` with the handshake done (closed if it fails)."""
+    sock = connect(server)
+    try:
+        return (sock, *handshake_over(sock, certs))
+    except BaseException:
+        sock.close()
+        raise
+
+
 @pytest.mark.parametrize("garbage", [
     record(23, random.Random(3).randbytes(64)),  # fails authentication
     record(23, b""),
@@ -221,8 +232,8 @@ def handshake_over(sock: socket.socket, certs: Certs) -> tuple[ssl.SSLObject, ss
     b"GET / HTTP/1.1\r\n" + b"X" * 0x2100,
 ], ids=["unauthentic-data", "empty-data", "cleartext-handshake", "plain-text"])
 def test_garbage_after_the_handshake(server: Server, certs: Certs, garbage: bytes) -> None:
-    with connect(server) as sock:
-        tls, outgoing = handshake_over(sock, certs)
+    sock, tls, outgoing = retry_bad_signature(lambda: connect_tls(server, certs))
+    with sock:
         tls.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         sock.sendall(outgoing.read())
         assert sock.recv(65536)  # the encrypted answer
