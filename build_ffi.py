@@ -201,6 +201,60 @@ def mongoose_source_dir() -> Path:
     return CSRC
 
 
+# Bugs in Mongoose 7.23 that no glue can reach, fixed in a copy of mongoose.c made at
+# build time (build/mongoose-fixed/). Each entry is (what, exact text, replacement); a
+# source without the exact text (a newer or commercial Mongoose) is built as it is.
+MONGOOSE_FIXES = [
+    (
+        # The TLS 1.3 CertificateVerify of an EC key DER-encodes r and s without dropping
+        # their leading zero bytes: about one handshake in 128 carries a non-minimal
+        # INTEGER that OpenSSL-based clients refuse as a bad signature. tls.c encodes it.
+        "minimal DER for the server's ECDSA signature",
+        """    neg1 = !!(sig[0] & 0x80);
+    neg2 = !!(sig[32] & 0x80);
+    verify[8] = 0x30;  // ASN.1 SEQUENCE
+    verify[9] = (uint8_t) (68 + neg1 + neg2);
+    verify[10] = 0x02;  // ASN.1 INTEGER
+    verify[11] = (uint8_t) (32 + neg1);
+    memmove(verify + 12 + neg1, sig, 32);
+    verify[12 + 32 + neg1] = 0x02;  // ASN.1 INTEGER
+    verify[13 + 32 + neg1] = (uint8_t) (32 + neg2);
+    memmove(verify + 14 + 32 + neg1 + neg2, sig + 32, 32);
+
+    sigsz = (size_t) (70 + neg1 + neg2);
+""",
+        """    (void) neg1;
+    (void) neg2;
+    {
+      extern size_t pymg_tls_der_signature(const uint8_t *sig, uint8_t *out);
+      sigsz = pymg_tls_der_signature(sig, verify + 8);  // pymongoose fix
+    }
+""",
+    ),
+]
+
+
+def fixed_mongoose_c(source_dir: Path) -> Path:
+    """mongoose.c with MONGOOSE_FIXES applied, written under build/ when one applies."""
+    original = source_dir / "mongoose.c"
+    text = original.read_text(encoding="utf-8", errors="surrogateescape")
+    applied = 0
+    for what, old, new in MONGOOSE_FIXES:
+        if text.count(old) == 1:
+            text = text.replace(old, new)
+            applied += 1
+        else:
+            _log(f"Mongoose fix not applied ({what}): its code is not in this mongoose.c")
+    if applied == 0:
+        return original
+    target = ROOT / "build" / "mongoose-fixed" / "mongoose.c"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode("utf-8", errors="surrogateescape")
+    if not target.is_file() or target.read_bytes() != data:
+        target.write_bytes(data)
+    return target
+
+
 def _read_cdefs() -> str:
     return "\n".join((CSRC / name).read_text() for name in CDEF_HEADERS)
 
@@ -223,7 +277,7 @@ def make_ffibuilder() -> FFI:
         '#include "mongoose.h"\n#include "glue.h"\n#include "mqtt.h"\n#include "aio.h"\n'
         '#include "util.h"\n#include "tls.h"\n#include "sntp.h"\n#include "dns.h"\n'
         '#include "conn_limits.h"\n#include "static_policy.h"\n',
-        sources=[_build_path(source_dir / "mongoose.c")]
+        sources=[_build_path(fixed_mongoose_c(source_dir))]
         + [_build_path(CSRC / s) for s in GLUE_SOURCES],
         include_dirs=[_build_path(source_dir), _build_path(CSRC)],
         define_macros=DEFINES,

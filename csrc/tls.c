@@ -175,3 +175,25 @@ int pymg_tls_listener_has_conf(struct mg_connection *c) {
   struct pymg_route *r = (struct pymg_route *) c->fn_data;
   return r != NULL && r->tls != NULL;
 }
+
+/* One INTEGER of the signature: leading zero bytes dropped, one put back when
+ * the first remaining byte has its top bit set (DER integers are signed). */
+static size_t der_integer(const uint8_t *value, uint8_t *out) {
+  size_t skip = 0, len, pad;
+  while (skip < 31 && value[skip] == 0) skip++;
+  len = 32 - skip;
+  pad = (value[skip] & 0x80) ? 1 : 0;
+  out[0] = 0x02;
+  out[1] = (uint8_t) (len + pad);
+  if (pad) out[2] = 0;
+  memcpy(out + 2 + pad, value + skip, len);
+  return 2 + pad + len;
+}
+
+size_t pymg_tls_der_signature(const uint8_t *sig, uint8_t *out) {
+  size_t len = der_integer(sig, out + 2);
+  len += der_integer(sig + 32, out + 2 + len);
+  out[0] = 0x30;
+  out[1] = (uint8_t) len;
+  return len + 2;
+}

@@ -41,3 +41,8 @@ void pymg_tls_free(struct mg_connection *c);
 
 /* Whether a listener holds TLS options for the connections it accepts. */
 int pymg_tls_listener_has_conf(struct mg_connection *c);
+
+/* The DER form (SEQUENCE of two INTEGERs, minimal) of a P-256 ECDSA signature
+ * given as r||s (64 bytes); writes at most 72 bytes to out, returns how many.
+ * build_ffi.py's MONGOOSE_FIXES makes Mongoose's CertificateVerify use it. */
+size_t pymg_tls_der_signature(const uint8_t *sig, uint8_t *out);

@@ -27,7 +27,6 @@ from tls_helpers import (
     https_get,
     https_post,
     openssl,
-    retry_bad_signature,
     run_tool,
 )
 
@@ -150,9 +149,9 @@ def test_plain_http_listener_made_tls(certs: Certs) -> None:
 
 def test_websocket_client_over_wss(certs: Certs) -> None:
     with serving(ws_echo, "wss://127.0.0.1:0", tls=certs.server_opts()) as server:
-        ws = retry_bad_signature(lambda: websocket.create_connection(
+        ws = websocket.create_connection(
             f"wss://127.0.0.1:{server.port}/ws", sslopt={"ca_certs": str(certs.ca)},
-            timeout=TIMEOUT))
+            timeout=TIMEOUT)
         try:
             for message in ("one", "two" * 5000):
                 ws.send(message)

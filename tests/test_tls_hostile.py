@@ -22,7 +22,7 @@ from typing import Any, Optional
 import pytest
 import requests
 from conftest import Server, serving
-from tls_helpers import Certs, certs, client_hello, https_get, retry_bad_signature
+from tls_helpers import Certs, certs, client_hello, https_get
 
 from pymongoose import MG_EV_CLOSE, MG_EV_ERROR, MG_EV_HTTP_MSG, Connection, Manager, TlsOpts
 
@@ -232,7 +232,7 @@ def connect_tls(server: Server,
     b"GET / HTTP/1.1\r\n" + b"X" * 0x2100,
 ], ids=["unauthentic-data", "empty-data", "cleartext-handshake", "plain-text"])
 def test_garbage_after_the_handshake(server: Server, certs: Certs, garbage: bytes) -> None:
-    sock, tls, outgoing = retry_bad_signature(lambda: connect_tls(server, certs))
+    sock, tls, outgoing = connect_tls(server, certs)
     with sock:
         tls.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         sock.sendall(outgoing.read())

@@ -13,7 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 import pytest
 import requests
@@ -108,49 +108,19 @@ def make_certs(folder: Path) -> Certs:
                  other_host_crt, rsa_crt, rsa_key)
 
 
-T = TypeVar("T")
-
-#: Mongoose 7.23's TLS server DER-encodes the ECDSA signature of its CertificateVerify
-#: message without dropping a leading zero byte of r or s: about one handshake in 300
-#: (measured: 4 in 1,500) carries a non-minimal encoding, which OpenSSL-based clients
-#: (requests, curl, openssl, websocket-client) refuse as a bad signature. Tests that
-#: drive our server with those clients retry that exact failure, and only that one.
-BAD_SIGNATURE = ("BAD_SIGNATURE", "bad signature")
-
-
-def retry_bad_signature(call: Callable[[], T], attempts: int = 4) -> T:
-    """``call()``, again when it failed on Mongoose's bad signature encoding (see above)."""
-    for attempt in range(attempts):
-        try:
-            return call()
-        except Exception as exc:
-            if attempt == attempts - 1 or not any(m in str(exc) for m in BAD_SIGNATURE):
-                raise
-    raise AssertionError("unreachable")
-
-
 def https_get(url: str, **kwargs: Any) -> requests.Response:
-    """``requests.get``, retried on the bad signature encoding only."""
-    return retry_bad_signature(lambda: requests.get(url, **kwargs))
+    """``requests.get`` (one attempt: every handshake must succeed)."""
+    return requests.get(url, **kwargs)
 
 
 def https_post(url: str, **kwargs: Any) -> requests.Response:
-    """``requests.post``, retried on the bad signature encoding only."""
-    return retry_bad_signature(lambda: requests.post(url, **kwargs))
-
-
-class _BadSignature(Exception):
-    pass
+    """``requests.post`` (one attempt)."""
+    return requests.post(url, **kwargs)
 
 
 def run_tool(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """``subprocess.run`` of a TLS client (curl, openssl), retried on the bad signature."""
-    def once() -> subprocess.CompletedProcess[str]:
-        out = subprocess.run(args, capture_output=True, text=True, timeout=60, **kwargs)
-        if "bad signature" in (out.stdout + out.stderr).lower():
-            raise _BadSignature(f"bad signature: {out.stderr}")
-        return out
-    return retry_bad_signature(once)
+    """``subprocess.run`` of a TLS client (curl, openssl), output captured as text."""
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, **kwargs)
 
 
 @pytest.fixture(scope="session")
