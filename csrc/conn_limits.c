@@ -278,12 +278,14 @@ static int check_head(struct mg_connection *c, struct pymg_guard *g,
       (is_method(&hm->method, "POST") || is_method(&hm->method, "PUT"))) {
     /* Mongoose skips the head twice for a POST or PUT without a length (the
      * next pipelined request is lost); an explicit "no body" avoids that. */
-    if (headers >= MG_MAX_HTTP_HEADERS) {
+    size_t slot = 0;
+    while (slot < MG_MAX_HTTP_HEADERS && hm->headers[slot].name.len > 0) slot++;
+    if (slot == MG_MAX_HTTP_HEADERS) {
       refuse(c, g, 411);
       return 0;
     }
-    hm->headers[headers].name = mg_str("Content-Length");
-    hm->headers[headers].value = mg_str("0");
+    hm->headers[slot].name = mg_str("Content-Length");
+    hm->headers[slot].value = mg_str("0");
   }
   return 1;
 bad:
@@ -325,7 +327,10 @@ static void check_timeouts(struct mg_connection *c, struct pymg_guard *g,
                            const struct pymg_limits *l, uint64_t now) {
   if (c->is_websocket || c->is_closing || c->is_draining) return;
   if (c->is_resp) {
-    g->last_io = now; /* the handler is still answering: not the client's fault */
+    /* The handler is still answering: not the client's fault. Pipelined
+     * requests waiting meanwhile get their full time once it is done. */
+    g->last_io = now;
+    if (g->request_start != 0) g->request_start = now;
     return;
   }
   if (g->request_start != 0) {
@@ -511,7 +516,9 @@ int pymg_guard_event(struct mg_connection *c, struct pymg_guard *g, int ev, void
   if (g->rejecting) {
     if (ev == MG_EV_READ) c->recv.len = 0;
     if (ev == MG_EV_POLL) linger(c, g, *(uint64_t *) ev_data);
-    return !g->silent && ev != MG_EV_READ;
+    /* A silent refusal reaches Python only if Python wrapped the connection
+     * meanwhile (Manager.connections): then its wrapper must see the close. */
+    return g->silent ? ev == MG_EV_CLOSE : ev != MG_EV_READ;
   }
   switch (ev) {
     case MG_EV_READ:
