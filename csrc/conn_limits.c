@@ -44,6 +44,7 @@ struct pymg_policy {
   struct pymg_limits limits;
   unsigned long refs;
   uint64_t open; /* accepted connections counted against max_connections */
+  uint64_t now;  /* mg_millis() of the current poll iteration */
 };
 
 struct pymg_guard {
@@ -62,6 +63,12 @@ struct pymg_guard {
 };
 
 static mg_event_handler_t s_ws_cb; /* Mongoose's WebSocket protocol handler */
+/* The time of the current poll iteration, as the policy saw it last (Mongoose
+ * hands it to every MG_EV_POLL, which comes before the connection's reads and
+ * writes; a listener and its connections belong to one thread). */
+static uint64_t now_ms(const struct pymg_policy *p) {
+  return p->now != 0 ? p->now : mg_millis();
+}
 
 /* -- refusing ------------------------------------------------------------------------- */
 
@@ -134,12 +141,12 @@ static void linger(struct mg_connection *c, struct pymg_guard *g, uint64_t now) 
 
 /* -- HTTP ----------------------------------------------------------------------------- */
 
-/* RFC 9110 token characters. */
+/* RFC 9110 token characters (ALPHA, DIGIT, !#$%&'*+-.^_`|~), one bit each. */
+static const uint32_t s_tchar_bits[8] = {0x00000000, 0x03ff6cfa, 0xc7fffffe, 0x57ffffff,
+                                         0, 0, 0, 0};
+
 static int is_tchar(unsigned char ch) {
-  if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')) {
-    return 1;
-  }
-  return ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+  return (int) ((s_tchar_bits[ch >> 5] >> (ch & 31)) & 1U);
 }
 
 static int is_digit(unsigned char ch) {
@@ -202,9 +209,10 @@ static uint64_t chunked_declared(const unsigned char *p, size_t len) {
   return total;
 }
 
-static int is_method(const struct mg_str *m, const char *want) {
-  size_t n = strlen(want);
-  return m->len == n && memcmp(m->buf, want, n) == 0;
+/* POST or PUT: the methods Mongoose mishandles without a length. */
+static int is_post_or_put(const struct mg_str *m) {
+  return (m->len == 4 && memcmp(m->buf, "POST", 4) == 0) ||
+         (m->len == 3 && memcmp(m->buf, "PUT", 3) == 0);
 }
 
 /* RFC 9112 checks of a complete request head, and the size limits. Returns
@@ -274,16 +282,17 @@ static int check_head(struct mg_connection *c, struct pymg_guard *g,
       }
     }
   }
-  if (cl_count == 0 && te_count == 0 &&
-      (is_method(&hm->method, "POST") || is_method(&hm->method, "PUT"))) {
+  if (cl_count == 0 && te_count == 0 && is_post_or_put(&hm->method)) {
     /* Mongoose skips the head twice for a POST or PUT without a length (the
      * next pipelined request is lost); an explicit "no body" avoids that. */
-    if (headers >= MG_MAX_HTTP_HEADERS) {
+    size_t slot = 0;
+    while (slot < MG_MAX_HTTP_HEADERS && hm->headers[slot].name.len > 0) slot++;
+    if (slot == MG_MAX_HTTP_HEADERS) {
       refuse(c, g, 411);
       return 0;
     }
-    hm->headers[headers].name = mg_str("Content-Length");
-    hm->headers[headers].value = mg_str("0");
+    hm->headers[slot].name = mg_str("Content-Length");
+    hm->headers[slot].value = mg_str("0");
   }
   return 1;
 bad:
@@ -325,7 +334,10 @@ static void check_timeouts(struct mg_connection *c, struct pymg_guard *g,
                            const struct pymg_limits *l, uint64_t now) {
   if (c->is_websocket || c->is_closing || c->is_draining) return;
   if (c->is_resp) {
-    g->last_io = now; /* the handler is still answering: not the client's fault */
+    /* The handler is still answering: not the client's fault. Pipelined
+     * requests waiting meanwhile get their full time once it is done. */
+    g->last_io = now;
+    if (g->request_start != 0) g->request_start = now;
     return;
   }
   if (g->request_start != 0) {
@@ -511,18 +523,21 @@ int pymg_guard_event(struct mg_connection *c, struct pymg_guard *g, int ev, void
   if (g->rejecting) {
     if (ev == MG_EV_READ) c->recv.len = 0;
     if (ev == MG_EV_POLL) linger(c, g, *(uint64_t *) ev_data);
-    return !g->silent && ev != MG_EV_READ;
+    /* A silent refusal reaches Python only if Python wrapped the connection
+     * meanwhile (Manager.connections): then its wrapper must see the close. */
+    return g->silent ? ev == MG_EV_CLOSE : ev != MG_EV_READ;
   }
   switch (ev) {
     case MG_EV_READ:
-      g->last_io = mg_millis();
+      g->last_io = now_ms(g->policy);
       if (!l->check_http || c->is_websocket) return 1;
       return check_buffer(c, g, l, g->last_io);
     case MG_EV_WRITE:
-      g->last_io = mg_millis();
+      g->last_io = now_ms(g->policy);
       return 1;
     case MG_EV_POLL:
-      check_timeouts(c, g, l, *(uint64_t *) ev_data);
+      g->policy->now = *(uint64_t *) ev_data;
+      check_timeouts(c, g, l, g->policy->now);
       return 1;
     case MG_EV_HTTP_HDRS:
       return !l->check_http || check_head(c, g, l, (struct mg_http_message *) ev_data);
