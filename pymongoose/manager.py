@@ -480,12 +480,20 @@ class Manager:
         if self._close_requested:
             self._settle()
 
-    def run(self, poll_ms: int = 100) -> None:
+    def run(self, poll_ms: int = 100, *, on_ready: Optional[Callable[[], Any]] = None) -> None:
         """Poll until SIGINT or SIGTERM (or close()), then close the Manager.
 
         Signal handlers are installed only when called from the main thread, and the
-        previous ones are restored on return.
+        previous ones are restored on return. ``on_ready()`` is called once they are
+        installed, before the first poll: print "listening on ..." there, and a signal
+        sent as soon as that line is read stops the loop cleanly. Raises
+        ManagerClosedError on a closed Manager, as poll() does.
         """
+        self._live()
+        if type(poll_ms) is not int or poll_ms < 0:
+            _check_timeout(poll_ms)
+        if on_ready is not None and not callable(on_ready):
+            raise TypeError(f"on_ready must be callable, not {type(on_ready).__name__}")
         stop = threading.Event()
 
         def on_signal(signum: int, frame: Optional[FrameType]) -> None:
@@ -496,6 +504,8 @@ class Manager:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, on_signal)
         try:
+            if on_ready is not None:
+                on_ready()
             while not stop.is_set() and not self.closed:
                 self.poll(poll_ms)
         finally:
