@@ -29,6 +29,8 @@
 void pymg_on_event(unsigned mgr_slot, unsigned long conn_id, int ev, void *ev_data,
                    size_t pending);
 
+typedef char pymg_io_size_matches[PYMG_IO_SIZE == MG_IO_SIZE ? 1 : -1];
+
 /* Everything Mongoose needs plus what the routing needs. `mgr` comes first so
  * that c->mgr can be turned back into the pymg_manager that owns it. */
 struct pymg_manager {
