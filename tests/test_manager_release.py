@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import socket
 import threading
 import warnings
@@ -22,10 +23,16 @@ from pymongoose import (
     Connection,
     Manager,
     ManagerClosedError,
+    _dispatch,
 )
-from pymongoose import _dispatch
 
 TIMEOUT = 10.0
+
+def port_of(conn: Connection) -> int:
+    """The port a listener was given (port 0 asks for a free one)."""
+    addr = conn.local_addr
+    assert addr is not None
+    return addr[1]
 
 
 def hello(conn: Connection, ev: int, data: Any) -> None:
@@ -55,7 +62,6 @@ def test_a_closed_manager_raises_manager_closed_error(call: Callable[[Manager], 
 
 
 def test_run_refuses_a_closed_manager_before_touching_signal_handlers() -> None:
-    import signal
     before = signal.getsignal(signal.SIGINT)
     mgr = Manager()
     mgr.close()
@@ -132,7 +138,7 @@ def test_dropped_managers_free_their_sockets_and_memory() -> None:
 
 def test_a_dropped_manager_warns_and_closes_its_accepted_connections() -> None:
     mgr = Manager(hello)
-    port = mgr.listen("tcp://127.0.0.1:0").local_addr[1]
+    port = port_of(mgr.listen("tcp://127.0.0.1:0"))
     client = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     try:
         while len(mgr.connections) < 2:  # the listener and the accepted connection

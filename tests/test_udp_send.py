@@ -16,6 +16,12 @@ from pymongoose.connection import UDP_DATAGRAM_MAX
 
 TIMEOUT = 10.0
 
+def port_of(conn: Connection) -> int:
+    """The port a listener was given (port 0 asks for a free one)."""
+    addr = conn.local_addr
+    assert addr is not None
+    return addr[1]
+
 
 def poll_until(mgr: Manager, done: Any, what: str) -> None:
     for _ in range(200):
@@ -61,7 +67,7 @@ def test_a_datagram_over_the_limit_is_refused_and_nothing_is_sent(
 def test_tcp_sends_are_not_limited() -> None:
     with Manager() as mgr:
         listener = mgr.listen("tcp://127.0.0.1:0")
-        conn = mgr.connect(f"tcp://127.0.0.1:{listener.local_addr[1]}")
+        conn = mgr.connect(f"tcp://127.0.0.1:{port_of(listener)}")
         conn.send(b"x" * (4 * UDP_DATAGRAM_MAX))
         assert conn.send_len == 4 * UDP_DATAGRAM_MAX
 
@@ -93,7 +99,7 @@ def test_a_received_datagram_over_the_limit_is_cut_to_it() -> None:
             received.append(conn.recv_data(consume=True))
 
     with Manager(handler) as mgr:
-        port = mgr.listen("udp://127.0.0.1:0").local_addr[1]
+        port = port_of(mgr.listen("udp://127.0.0.1:0"))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
             sender.sendto(b"a" * UDP_DATAGRAM_MAX + b"b" * 1000, ("127.0.0.1", port))
             sender.sendto(b"next", ("127.0.0.1", port))

@@ -26,6 +26,12 @@ from pymongoose import (
 
 TIMEOUT = 10.0
 
+def port_of(conn: Connection) -> int:
+    """The port a listener was given (port 0 asks for a free one)."""
+    addr = conn.local_addr
+    assert addr is not None
+    return addr[1]
+
 
 def upgrade_request(port: int) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode("ascii")
@@ -65,7 +71,7 @@ def read_frames(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
         buf += chunk
     head, buf = buf.split(b"\r\n\r\n", 1)
     assert head.startswith(b"HTTP/1.1 101")
-    frames = []
+    frames: list[tuple[int, bytes]] = []
     while len(frames) < count:
         if len(buf) >= 2 and len(buf) >= 2 + buf[1]:
             size = buf[1]
@@ -87,7 +93,7 @@ MASKS = [b"\x00\x00\x00\x00", b"\x01\x02\x03\x04", os.urandom(4)]
 def test_frames_in_the_upgrade_segment_are_delivered_in_the_same_poll(mask: bytes) -> None:
     recorder = Recorder()
     with Manager(recorder) as mgr:
-        port = mgr.listen("http://127.0.0.1:0").local_addr[1]
+        port = port_of(mgr.listen("http://127.0.0.1:0"))
         with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
             sock.sendall(upgrade_request(port)
                          + client_frame(b"first", WEBSOCKET_OP_TEXT, mask)
@@ -112,7 +118,7 @@ def test_frames_in_the_upgrade_segment_are_delivered_in_the_same_poll(mask: byte
 def test_a_later_frame_is_still_delivered_as_usual() -> None:
     recorder = Recorder()
     with Manager(recorder) as mgr:
-        port = mgr.listen("http://127.0.0.1:0").local_addr[1]
+        port = port_of(mgr.listen("http://127.0.0.1:0"))
         with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
             sock.sendall(upgrade_request(port))
             while not recorder.events:
