@@ -71,8 +71,13 @@ UDP_DATAGRAM_MAX: int = lib.PYMG_IO_SIZE
 
 def _send_error(c: Any, conn_id: int, err: int) -> Exception:
     """Why mg_send() failed: TCP only when out of memory; UDP when sendto() did."""
-    if not lib.pymg_conn_flags(c) & _F_UDP:
+    flags = lib.pymg_conn_flags(c)
+    if not flags & _F_UDP:
         return MemoryError(f"connection {conn_id}: cannot grow the send buffer")
+    if err == errno.EBADF and flags & lib.PYMG_RESOLVING:
+        return OSError(err, f"connection {conn_id}: no socket yet, its host name is still "
+                            "being resolved (send from MG_EV_CONNECT); Mongoose closes the "
+                            "connection (MG_EV_CLOSE at the next poll)")
     if err in (errno.EAGAIN, errno.EWOULDBLOCK):
         return BlockingIOError(err, f"connection {conn_id}: the socket's send buffer is "
                                     "full; the datagram was not sent (try again later)")

@@ -105,3 +105,15 @@ def test_a_received_datagram_over_the_limit_is_cut_to_it() -> None:
             sender.sendto(b"next", ("127.0.0.1", port))
         poll_until(mgr, lambda: len(received) >= 2, "two reads")
     assert received == [b"a" * UDP_DATAGRAM_MAX, b"next"]
+
+
+def test_sending_before_the_host_name_is_resolved_says_so() -> None:
+    # A DNS server that never answers keeps the name unresolved.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dns:
+        dns.bind(("127.0.0.1", 0))
+        with Manager(dns_server=f"udp://127.0.0.1:{dns.getsockname()[1]}") as mgr:
+            conn = mgr.connect("udp://example.invalid:9")
+            with pytest.raises(OSError, match="still being resolved") as caught:
+                conn.send(b"too early")
+            assert caught.value.errno == errno.EBADF
+            assert conn.is_closing
