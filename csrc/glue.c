@@ -29,6 +29,8 @@
 void pymg_on_event(unsigned mgr_slot, unsigned long conn_id, int ev, void *ev_data,
                    size_t pending);
 
+typedef char pymg_io_size_matches[PYMG_IO_SIZE == MG_IO_SIZE ? 1 : -1];
+
 /* Everything Mongoose needs plus what the routing needs. `mgr` comes first so
  * that c->mgr can be turned back into the pymg_manager that owns it. */
 struct pymg_manager {
@@ -140,6 +142,18 @@ static int tls_hooks(struct mg_connection *c, struct pymg_route *r, int ev, void
   return 1;
 }
 
+/* Frames a client sent in the same segment as its upgrade request: Mongoose's
+ * HTTP parser stops at the upgrade (pymg_ws_upgrade), and they are handed to the
+ * WebSocket handler now, not at the next MG_EV_READ, which may never come. Runs
+ * after the event that upgraded (the request is out of the buffer by then) or,
+ * for an upgrade made outside Mongoose's parser, at the next MG_EV_POLL. */
+static void ws_read_early_frames(struct mg_connection *c, struct pymg_route *r) {
+  long none = 0;
+  r->ws_fresh = 0;
+  c->is_resp = 0;
+  if (c->recv.len > 0 && c->pfn != NULL && !c->is_closing) c->pfn(c, MG_EV_READ, &none);
+}
+
 static void route_event(struct mg_connection *c, int ev, void *ev_data) {
   struct pymg_manager *m = (struct pymg_manager *) c->mgr;
   struct pymg_route *r = (struct pymg_route *) c->fn_data;
@@ -199,6 +213,7 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
   }
   /* After MG_EV_OPEN is routed, so that an error follows it. */
   if (listener != NULL && c->fn_data == r) pymg_tls_on_accept(c, r, listener);
+  if (r->ws_fresh && (ev == MG_EV_READ || ev == MG_EV_POLL)) ws_read_early_frames(c, r);
 done:
   if (ev == MG_EV_CLOSE) {
     pymg_tls_on_close(r);
@@ -716,10 +731,18 @@ void pymg_http_serve(struct mg_connection *c, struct mg_http_message *hm, const 
 
 void pymg_ws_upgrade(struct mg_connection *c, struct mg_http_message *hm,
                      const char *extra_headers) {
+  struct pymg_route *r = c->fn == route_event ? (struct pymg_route *) c->fn_data : NULL;
   if (extra_headers != NULL && extra_headers[0] != '\0') {
     mg_ws_upgrade(c, hm, "%s", extra_headers);
   } else {
     mg_ws_upgrade(c, hm, NULL);
+  }
+  if (r != NULL && c->is_websocket && c->fn_data == r) {
+    /* Mongoose's HTTP parser would go on to read the frames behind the request
+     * as the next request (and fail on their bytes): is_resp stops it, and
+     * route_event hands them to the WebSocket handler instead. */
+    r->ws_fresh = 1;
+    c->is_resp = 1;
   }
 }
 

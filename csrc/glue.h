@@ -17,6 +17,10 @@ enum pymg_proto {
   PYMG_PROTO_WS = 2    /* WebSocket client: sends the upgrade handshake */
 };
 
+/* Mongoose's MG_IO_SIZE: the most one read takes, so the largest UDP datagram a
+ * Mongoose connection receives whole (the rest of a longer one is cut off). */
+enum { PYMG_IO_SIZE = 16384 };
+
 /* Largest payload pymg_wakeup() passes on. */
 enum { PYMG_WAKEUP_MAX = 1048576 };
 

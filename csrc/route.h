@@ -23,6 +23,8 @@ struct pymg_route {
   struct pymg_tls_conf *tls;
   uint64_t tls_deadline;   /* mg_millis() by which the handshake must be done, or 0 */
   struct pymg_guard *guard; /* conn_limits.c's state, NULL when no limits apply */
+  int ws_fresh;            /* upgraded by pymg_ws_upgrade; bytes behind the request
+                              are still to be read as frames (see route_event) */
 };
 
 /* Hooks route_event calls (tls.c). */

@@ -66,8 +66,10 @@ def main():
         listener = mgr.listen(args.listen or args.url, tls=tls)
         ip, port, is_ipv6 = listener.local_addr  # the real port, even when asked for port 0
         host = f"[{ip}]" if is_ipv6 else ip
-        print(f"Listening on https://{host}:{port}", flush=True)
-        mgr.run()  # until Ctrl-C or SIGTERM, then closes everything
+        ready = f"Listening on https://{host}:{port}"
+        # run() prints it once Ctrl-C and SIGTERM are handled, then serves until
+        # either arrives and closes everything.
+        mgr.run(on_ready=lambda: print(ready, flush=True))
 
 
 if __name__ == "__main__":

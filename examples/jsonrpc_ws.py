@@ -64,8 +64,10 @@ def main():
     listener = mgr.listen(args.url)
     ip, port, is_ipv6 = listener.local_addr
     host = f"[{ip}]" if is_ipv6 else ip
-    print(f"JSON-RPC on ws://{host}:{port}/ws and http://{host}:{port}/rpc", flush=True)
-    mgr.run()
+    ready = f"JSON-RPC on ws://{host}:{port}/ws and http://{host}:{port}/rpc"
+    # run() prints it once Ctrl-C and SIGTERM are handled, then serves until
+    # either arrives and closes everything.
+    mgr.run(on_ready=lambda: print(ready, flush=True))
 
 
 if __name__ == "__main__":

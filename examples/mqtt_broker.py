@@ -50,8 +50,10 @@ def main():
                                events=(*MqttBroker.EVENTS, MG_EV_ERROR))
     ip, port, is_ipv6 = listener.local_addr
     host = f"[{ip}]" if is_ipv6 else ip
-    print(f"MQTT broker on mqtt://{host}:{port}", flush=True)
-    mgr.run()
+    ready = f"MQTT broker on mqtt://{host}:{port}"
+    # run() prints it once Ctrl-C and SIGTERM are handled, then serves until
+    # either arrives and closes everything.
+    mgr.run(on_ready=lambda: print(ready, flush=True))
 
 
 if __name__ == "__main__":

@@ -71,8 +71,10 @@ def main():
     listener = mgr.listen(args.url)
     ip, port, is_ipv6 = listener.local_addr
     host = f"[{ip}]" if is_ipv6 else ip
-    print(f"Downloads on http://{host}:{port}/download?size=BYTES", flush=True)
-    mgr.run()
+    ready = f"Downloads on http://{host}:{port}/download?size=BYTES"
+    # run() prints it once Ctrl-C and SIGTERM are handled, then serves until
+    # either arrives and closes everything.
+    mgr.run(on_ready=lambda: print(ready, flush=True))
 
 
 if __name__ == "__main__":

@@ -26,8 +26,10 @@ def main():
     listener = mgr.listen(args.listen or args.url)  # tcp:// is raw TCP: no HTTP parsing
     ip, port, is_ipv6 = listener.local_addr
     host = f"[{ip}]" if is_ipv6 else ip
-    print(f"TCP echo on tcp://{host}:{port}", flush=True)
-    mgr.run()
+    ready = f"TCP echo on tcp://{host}:{port}"
+    # run() prints it once Ctrl-C and SIGTERM are handled, then serves until
+    # either arrives and closes everything.
+    mgr.run(on_ready=lambda: print(ready, flush=True))
 
 
 if __name__ == "__main__":

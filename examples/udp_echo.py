@@ -27,8 +27,10 @@ def main():
     listener = mgr.listen(args.listen or args.url)
     ip, port, is_ipv6 = listener.local_addr
     host = f"[{ip}]" if is_ipv6 else ip
-    print(f"UDP echo on udp://{host}:{port}", flush=True)
-    mgr.run()
+    ready = f"UDP echo on udp://{host}:{port}"
+    # run() prints it once Ctrl-C and SIGTERM are handled, then serves until
+    # either arrives and closes everything.
+    mgr.run(on_ready=lambda: print(ready, flush=True))
 
 
 if __name__ == "__main__":

@@ -93,8 +93,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     url = _base_url(listener)
     ws_url = "ws" + url[len("http"):] + WS_PATH
-    print(f"Serving {root_dir} at {url}/ (WebSocket echo at {ws_url})", flush=True)
-    manager.run()
+    ready = f"Serving {root_dir} at {url}/ (WebSocket echo at {ws_url})"
+    # Printed once the signal handlers are in: a signal right after it still exits 0.
+    manager.run(on_ready=lambda: print(ready, flush=True))
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
@@ -21,8 +22,9 @@ from .messages import HttpMessage
 if TYPE_CHECKING:
     from .manager import Manager
 
-#: Live managers by the slot number their C side carries.
-MANAGERS: dict[int, Manager] = {}
+#: Live managers by the slot number their C side carries, held weakly: a Manager
+#: dropped without close() is collected, and its finalizer frees the C side.
+MANAGERS: dict[int, weakref.ref[Manager]] = {}
 
 _log = logging.getLogger("pymongoose")
 
@@ -61,10 +63,12 @@ def _forward_log_line(raw: bytes) -> None:
 @_def_extern(onerror=_on_escape)
 def pymg_on_event(mgr_slot: int, conn_id: int, ev: int, ev_data: Any, pending: int) -> None:
     try:
-        manager = MANAGERS[mgr_slot]
+        manager = MANAGERS[mgr_slot]()
     except KeyError:  # a Mongoose log line (slot 0), or a Manager being torn down
         if mgr_slot == 0 and ev == PYMG_EV_LOG:
             _forward_log_line(ffi.string(ffi.cast("char *", ev_data)))
+        return
+    if manager is None:  # collected unclosed: its finalizer is freeing the C side
         return
     if pending:  # queued events come first, in order
         manager._drain(pending)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -61,6 +62,28 @@ _F_CLOSING = lib.PYMG_CLOSING
 _F_FULL = lib.PYMG_FULL
 _F_READABLE = lib.PYMG_READABLE
 _F_WRITABLE = lib.PYMG_WRITABLE
+
+
+#: The largest UDP datagram send() takes: a Mongoose peer receives at most this much
+#: of one (Mongoose's MG_IO_SIZE), and cuts the rest off without a word.
+UDP_DATAGRAM_MAX: int = lib.PYMG_IO_SIZE
+
+
+def _send_error(c: Any, conn_id: int, err: int) -> Exception:
+    """Why mg_send() failed: TCP only when out of memory; UDP when sendto() did."""
+    flags = lib.pymg_conn_flags(c)
+    if not flags & _F_UDP:
+        return MemoryError(f"connection {conn_id}: cannot grow the send buffer")
+    if err == errno.EBADF and flags & lib.PYMG_RESOLVING:
+        return OSError(err, f"connection {conn_id}: no socket yet, its host name is still "
+                            "being resolved (send from MG_EV_CONNECT); Mongoose closes the "
+                            "connection (MG_EV_CLOSE at the next poll)")
+    if err in (errno.EAGAIN, errno.EWOULDBLOCK):
+        return BlockingIOError(err, f"connection {conn_id}: the socket's send buffer is "
+                                    "full; the datagram was not sent (try again later)")
+    reason = os.strerror(err) if err else "unknown error"
+    return OSError(err, f"connection {conn_id}: sending the UDP datagram failed: {reason}; "
+                        "Mongoose closes the connection (MG_EV_CLOSE at the next poll)")
 
 
 def _check_header_part(text: str, what: str) -> bytes:
@@ -359,8 +382,12 @@ class Connection:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
             data = ffi.from_buffer(data)
-        if len(data) and not _mg_send(c, data, len(data)):
-            raise MemoryError(f"connection {self._id}: cannot grow the send buffer")
+        size = len(data)
+        if size > UDP_DATAGRAM_MAX and lib.pymg_conn_flags(c) & _F_UDP:
+            raise ValueError(f"connection {self._id}: a UDP datagram of {size} bytes is over "
+                             f"the {UDP_DATAGRAM_MAX}-byte limit (Mongoose's MG_IO_SIZE)")
+        if size and not _mg_send(c, data, size):
+            raise _send_error(c, self._id, ffi.errno)  # errno first: the next C call sets it
         wake = self._manager._on_work_queued
         if wake is not None:
             wake()

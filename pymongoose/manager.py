@@ -8,6 +8,8 @@ import logging
 import os
 import signal
 import threading
+import warnings
+import weakref
 from collections.abc import Iterable
 from types import FrameType
 from typing import Any, Callable, Optional, Union
@@ -119,6 +121,19 @@ _EVENT_DATA: dict[int, Callable[[Any], Any]] = {
     MG_EV_SNTP_TIME: _first_int("uint64_t *"),
 }
 
+
+
+def _free_unclosed(m: Any, slot: int, dns_buffer: Any) -> None:
+    """Free the C side of a Manager collected without close() (its weakref finalizer).
+
+    Its connections close without events reaching Python: the Manager is gone.
+    ``dns_buffer`` is only held so that it outlives the C side that points into it.
+    """
+    _dispatch.MANAGERS.pop(slot, None)
+    lib.pymg_manager_free(m)
+    warnings.warn("a pymongoose Manager was garbage-collected without close(); its "
+                  "connections were closed and its memory freed", ResourceWarning,
+                  stacklevel=2)
 
 
 def _check_timeout(timeout_ms: object) -> None:
@@ -241,7 +256,12 @@ class Manager:
         self._dns_buffer: Any = dns.configure(lib.pymg_manager_mgr(m), self._dns_server,
                                               dns_timeout_ms)
         self._wakeup_enabled = bool(enable_wakeup)
-        _dispatch.MANAGERS[self._slot] = self
+        _dispatch.MANAGERS[self._slot] = weakref.ref(self)
+        # Dropped without close(): the C side is freed when the garbage collector
+        # takes the Manager (nothing can be polling it then). Not at exit, though.
+        self._finalizer = weakref.finalize(self, _free_unclosed, m, self._slot,
+                                           self._dns_buffer)
+        self._finalizer.atexit = False
 
     # -- event routing (called from _dispatch) ------------------------------------------
 
@@ -480,12 +500,20 @@ class Manager:
         if self._close_requested:
             self._settle()
 
-    def run(self, poll_ms: int = 100) -> None:
+    def run(self, poll_ms: int = 100, *, on_ready: Optional[Callable[[], Any]] = None) -> None:
         """Poll until SIGINT or SIGTERM (or close()), then close the Manager.
 
         Signal handlers are installed only when called from the main thread, and the
-        previous ones are restored on return.
+        previous ones are restored on return. ``on_ready()`` is called once they are
+        installed, before the first poll: print "listening on ..." there, and a signal
+        sent as soon as that line is read stops the loop cleanly. Raises
+        ManagerClosedError on a closed Manager, as poll() does.
         """
+        self._live()
+        if type(poll_ms) is not int or poll_ms < 0:
+            _check_timeout(poll_ms)
+        if on_ready is not None and not callable(on_ready):
+            raise TypeError(f"on_ready must be callable, not {type(on_ready).__name__}")
         stop = threading.Event()
 
         def on_signal(signum: int, frame: Optional[FrameType]) -> None:
@@ -496,6 +524,8 @@ class Manager:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, on_signal)
         try:
+            if on_ready is not None:
+                on_ready()
             while not stop.is_set() and not self.closed:
                 self.poll(poll_ms)
         finally:
@@ -775,6 +805,7 @@ class Manager:
                 timer._active = False  # Mongoose freed them with the manager
             self._timers.clear()
             _dispatch.MANAGERS.pop(self._slot, None)
+            self._finalizer.detach()
 
     def __enter__(self) -> Manager:
         return self

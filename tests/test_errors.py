@@ -347,7 +347,8 @@ def test_a_closed_manager_refuses_everything_and_closes_twice() -> None:
     mgr.close()
     mgr.close()
     assert closed == [listener.id]
-    mgr.run()  # "poll until close()": already the case, so it returns at once
+    with pytest.raises(ManagerClosedError, match="closed"):
+        mgr.run()  # like poll(): a closed Manager cannot run
 
 
 
