@@ -85,7 +85,8 @@ void pymg_tls_on_accept(struct mg_connection *c, struct pymg_route *r,
     /* An https:// or wss:// listener with no certificate: better no answer
      * than a plain-text one. */
     fail(c, "this TLS listener has no certificate: call "
-         "listener.tls_init(TlsOpts(cert=..., key=...)) or pass tls= to listen()");
+         "listener.tls_init(TlsOpts(cert=..., key=...)) or pass tls= to listen() "
+         "or mqtt_listen()");
   }
 }
 
@@ -96,7 +97,7 @@ int pymg_tls_on_connect(struct mg_connection *c, struct pymg_route *r) {
   if (conf == NULL) {
     if (c->is_tls && c->tls == NULL) {
       fail(c, "this TLS connection has no TLS options: pass tls=TlsOpts(ca=...) "
-           "to connect() or ws_connect(), or call tls_init() right after it");
+           "to connect(), ws_connect() or mqtt_connect(), or call tls_init() right after it");
       return 0;
     }
     return 1;

@@ -684,8 +684,9 @@ class Manager:
                      properties: Optional[MqttProperties] = None,
                      will_properties: Optional[MqttProperties] = None,
                      max_packet_size: int = MQTT_MAX_PACKET_SIZE,
-                     events: Optional[Iterable[int]] = None) -> Connection:
-        """Connect to an MQTT broker (``mqtt://host:port``) and send CONNECT.
+                     events: Optional[Iterable[int]] = None,
+                     tls: Optional[TlsOpts] = None) -> Connection:
+        """Connect to an MQTT broker (``mqtt://host:port``, ``mqtts://`` over TLS), send CONNECT.
 
         MG_EV_MQTT_OPEN follows with the CONNACK code (0: accepted); a refusal is then
         reported as MG_EV_ERROR naming the reason, and the connection closes. Incoming
@@ -694,17 +695,22 @@ class Manager:
         ``will_properties`` (MQTT 5) are ``(MQTT_PROP_*, value)`` pairs. An empty
         ``client_id`` gets a random one. PINGREQ goes out when nothing was sent for
         ``keepalive`` seconds. A packet larger than ``max_packet_size`` closes it.
+        ``tls`` (a TlsOpts with ``ca``, or ``skip_verification=True``): as for
+        :meth:`connect`; CONNECT goes out once the handshake is done. An mqtts:// URL
+        without it fails with MG_EV_ERROR.
         """
         return _mqtt.connect(
             self, url, handler, client_id, username, password, clean_session, keepalive,
             version=version, will_topic=will_topic, will_message=will_message,
             will_qos=will_qos, will_retain=will_retain, properties=properties,
-            will_properties=will_properties, max_packet_size=max_packet_size, events=events)
+            will_properties=will_properties, max_packet_size=max_packet_size, events=events,
+            tls=tls)
 
     def mqtt_listen(self, url: str, handler: Optional[EventHandler] = None, *,
                     events: Optional[Iterable[int]] = None,
                     max_packet_size: int = MQTT_MAX_PACKET_SIZE,
-                    timeout_ms: int = 10000) -> Connection:
+                    timeout_ms: int = 10000,
+                    tls: Optional[TlsOpts] = None) -> Connection:
         """Listen for MQTT clients (broker side) on ``url`` (``mqtt://127.0.0.1:1883``).
 
         Every packet arrives as MG_EV_MQTT_CMD, PUBLISH also as MG_EV_MQTT_MSG (data:
@@ -712,10 +718,13 @@ class Manager:
         ``MqttBroker()`` as the handler. Clients that send anything but CONNECT first,
         malformed or unknown packets, or packets over ``max_packet_size`` are closed
         before any handler sees the packet, as are clients that leave a CONNECT or a
-        started packet unfinished for ``timeout_ms`` (0: no limit). Raises ListenError.
+        started packet unfinished for ``timeout_ms`` (0: no limit, and it includes the
+        TLS handshake). ``tls`` (a TlsOpts with cert and key) makes every accepted
+        connection TLS, as for :meth:`listen` (needed with ``mqtts://127.0.0.1:8883``).
+        Raises ListenError.
         """
         return _mqtt.listen(self, url, handler, events=events,
-                            max_packet_size=max_packet_size, timeout_ms=timeout_ms)
+                            max_packet_size=max_packet_size, timeout_ms=timeout_ms, tls=tls)
 
     def sntp_connect(self, url: str, handler: Optional[EventHandler] = None, *,
                      timeout_ms: int = sntp.DEFAULT_TIMEOUT_MS,

@@ -21,6 +21,7 @@ from .messages import _MessageView
 if TYPE_CHECKING:
     from .connection import Connection, EventHandler
     from .manager import Manager
+    from .tls import TlsOpts
 
 __all__ = [
     "MQTT_CMD_AUTH",
@@ -425,8 +426,9 @@ def _check_mqtt_url(url: object, what: str) -> bytes:
     from .manager import _check_url
 
     scheme, raw = _check_url(url, what)
-    if scheme not in ("mqtt", "tcp"):
-        raise ValueError(f"{what} URL {url!r} must start with mqtt:// (or tcp://)")
+    if scheme not in ("mqtt", "mqtts", "tcp"):
+        raise ValueError(f"{what} URL {url!r} must start with mqtt:// or mqtts:// "
+                         "(or tcp://)")
     return raw
 
 
@@ -435,14 +437,16 @@ def connect(manager: Manager, url: str, handler: Optional[EventHandler], client_
             version: int, will_topic: str, will_message: Union[bytes, str], will_qos: int,
             will_retain: bool, properties: Optional[MqttProperties],
             will_properties: Optional[MqttProperties], max_packet_size: int,
-            events: Optional[Iterable[int]]) -> Connection:
+            events: Optional[Iterable[int]], tls: Optional[TlsOpts]) -> Connection:
     """What ``Manager.mqtt_connect`` does (see there)."""
     import errno
 
     from .errors import ConnectError
+    from .manager import _check_tls
 
     m = manager._live()
     raw_url = _check_mqtt_url(url, "mqtt_connect")
+    tls_opts = _check_tls(tls, client=True)
     if version not in (4, 5) or isinstance(version, bool):
         raise ValueError(f"version must be 4 (MQTT 3.1.1) or 5, not {version!r}")
     keep = _Keep()
@@ -476,20 +480,23 @@ def connect(manager: Manager, url: str, handler: Optional[EventHandler], client_
     if c == NULL:
         manager._settle()
         raise ConnectError(errno.ENOMEM, f"cannot connect to {url}: out of memory")
-    return manager._wrapper(c, route)
+    # CONNECT is queued already; Mongoose holds it back until the handshake is done.
+    return manager._client(c, route, raw_url, tls_opts)
 
 
 def listen(manager: Manager, url: str, handler: Optional[EventHandler], *,
            events: Optional[Iterable[int]], max_packet_size: int,
-           timeout_ms: int) -> Connection:
+           timeout_ms: int, tls: Optional[TlsOpts]) -> Connection:
     """What ``Manager.mqtt_listen`` does (see there)."""
     import errno
     import os
 
     from .errors import ListenError
+    from .manager import _check_tls
 
     m = manager._live()
     raw_url = _check_mqtt_url(url, "mqtt_listen")
+    tls_opts = _check_tls(tls, client=False)
     max_packet = _check_size(max_packet_size, "max_packet_size", 2, _MAX_REMAINING)
     timeout = _check_size(timeout_ms, "timeout_ms", 0, 0xFFFFFFFF)
     route = manager._route_for(handler, events)
@@ -503,7 +510,10 @@ def listen(manager: Manager, url: str, handler: Optional[EventHandler], *,
             raise ListenError(code, f"cannot listen on {url}: {os.strerror(code)}")
         raise ListenError(errno.EINVAL, f"cannot listen on {url}: Mongoose refused the "
                           "address (the host must be an IP address, e.g. mqtt://127.0.0.1:1883)")
-    return manager._wrapper(c, route)
+    listener = manager._wrapper(c, route)
+    if tls_opts is not None:
+        listener.tls_init(tls_opts)
+    return listener
 
 
 # -- Connection.mqtt_* ----------------------------------------------------------------

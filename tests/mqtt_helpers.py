@@ -43,6 +43,17 @@ class Mosquitto:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
+    @property
+    def tls_url(self) -> str:
+        """The URL when started with ``tls_config``'s lines."""
+        return f"mqtts://127.0.0.1:{self.port}"
+
+
+def tls_config(ca: Path, cert: Path, key: Path) -> str:
+    """Configuration lines that make mosquitto's listener TLS 1.3 with these PEM files."""
+    return (f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\ntls_version tlsv1.3\n"
+            "allow_anonymous true\n")
+
 
 def _start(config_dir: Path, extra: str) -> Optional[Mosquitto]:
     port = free_port()
@@ -115,7 +126,8 @@ class Paho:
     """A paho-mqtt client on its own network thread, with waits instead of callbacks."""
 
     def __init__(self, port: int, client_id: str, *, version: int = 4,
-                 will: Optional[tuple[str, bytes, int]] = None) -> None:
+                 will: Optional[tuple[str, bytes, int]] = None,
+                 tls_ca: Optional[Path] = None) -> None:
         import paho.mqtt.client as paho
 
         protocol = paho.MQTTv5 if version == 5 else paho.MQTTv311
@@ -133,6 +145,8 @@ class Paho:
         self.client.on_unsubscribe = self._on_ack
         if will is not None:
             self.client.will_set(will[0], will[1], will[2])
+        if tls_ca is not None:  # TLS, the server checked against tls_ca and 127.0.0.1
+            self.client.tls_set(ca_certs=str(tls_ca))
         self.client.connect("127.0.0.1", port, keepalive=30)
         self.client.loop_start()
         assert self._connected.wait(TIMEOUT), "paho: no CONNACK"
@@ -199,10 +213,10 @@ class Paho:
             sock.close()
 
 
-def roundtrip(port: int, tag: str) -> None:
+def roundtrip(port: int, tag: str, tls_ca: Optional[Path] = None) -> None:
     """One subscriber and one publisher through the broker on ``port``: must work."""
-    subscriber = Paho(port, f"check-sub-{tag}")
-    publisher = Paho(port, f"check-pub-{tag}")
+    subscriber = Paho(port, f"check-sub-{tag}", tls_ca=tls_ca)
+    publisher = Paho(port, f"check-pub-{tag}", tls_ca=tls_ca)
     try:
         subscriber.subscribe(f"check/{tag}/#", 1)
         publisher.publish(f"check/{tag}/x", b"still serving", 1)
@@ -230,14 +244,15 @@ class BrokerServer:
 
 
 @contextlib.contextmanager
-def broker_thread(**listen_kwargs: Any) -> Iterator[BrokerServer]:
-    """``MqttBroker`` on ``mqtt://127.0.0.1:0``, polled in a thread until the block ends."""
+def broker_thread(url: str = "mqtt://127.0.0.1:0",
+                  **listen_kwargs: Any) -> Iterator[BrokerServer]:
+    """``MqttBroker`` on ``url``, polled in a thread until the block ends."""
     from pymongoose import MqttBroker
 
     errors: list[BaseException] = []
     manager = Manager(error_handler=errors.append)
     broker = MqttBroker()
-    listener = manager.mqtt_listen("mqtt://127.0.0.1:0", broker, **listen_kwargs)
+    listener = manager.mqtt_listen(url, broker, **listen_kwargs)
     stop = threading.Event()
 
     def loop() -> None:
