@@ -57,6 +57,11 @@ INPUT_HIGH_WATER = 1 << 20
 OUTPUT_HIGH_WATER = 4 << 20
 
 _NO_BODY_STATUS = frozenset({204, 304})
+#: What the server's handler listens to; MG_EV_WRITE only while a response waits for
+#: a slow client.
+_EVENTS = (MG_EV_HTTP_HDRS, MG_EV_HTTP_MSG, PYMG_EV_HTTP_BODY, PYMG_EV_HTTP_BODY_END,
+           MG_EV_WAKEUP, MG_EV_CLOSE)
+_EVENTS_WRITING = (*_EVENTS, MG_EV_WRITE)
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
                          "proxy-authorization", "te", "trailers", "transfer-encoding",
                          "upgrade"})
@@ -211,7 +216,10 @@ class _Request:
         self.sent = 0
         self.keep_alive = True
         self.outbox: collections.deque[tuple[int, Any]] = collections.deque()
+        self.outbox_lock = threading.Lock()
+        self.wake_pending = False
         self.backlog = 0  # bytes queued for the client, not yet sent
+        self.watching_writes = False
         self.flow = threading.Condition()
 
     # -- from the app thread to the loop ---------------------------------------------------
@@ -219,11 +227,23 @@ class _Request:
     _SEND, _END, _RESUME, _ABORT = range(4)
 
     def post(self, action: int, payload: Any = None) -> None:
-        self.outbox.append((action, payload))
+        # One wakeup per batch: the loop takes everything queued when it wakes.
+        with self.outbox_lock:
+            self.outbox.append((action, payload))
+            if self.wake_pending:
+                return
+            self.wake_pending = True
         try:
             self.server.manager.wakeup(self.conn_id, b"")
         except Exception:  # the Manager closed: nobody to send to any more
             self.closed = True
+
+    def take_outbox(self) -> list[tuple[int, Any]]:
+        with self.outbox_lock:
+            items = list(self.outbox)
+            self.outbox.clear()
+            self.wake_pending = False
+        return items
 
     def write_bytes(self, data: bytes) -> None:
         if self.closed:
@@ -455,10 +475,7 @@ class WSGIServer:
         self.access_log = access_log
         self.multiprocess = multiprocess
         self.stopping = False
-        self._manager = Manager(self._handle, enable_wakeup=True,
-                                events=(MG_EV_HTTP_HDRS, MG_EV_HTTP_MSG, PYMG_EV_HTTP_BODY,
-                                        PYMG_EV_HTTP_BODY_END, MG_EV_WAKEUP, MG_EV_WRITE,
-                                        MG_EV_CLOSE))
+        self._manager = Manager(self._handle, enable_wakeup=True, events=_EVENTS)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="pymongoose-wsgi")
         self._requests: dict[int, _Request] = {}
         self._server_name = "127.0.0.1"
@@ -531,7 +548,7 @@ class WSGIServer:
             self._flush(conn)
         elif ev == MG_EV_WRITE:
             request = self._requests.get(conn.id)
-            if request is not None and request.backlog:
+            if request is not None:
                 self._update_backlog(conn, request)
         elif ev == MG_EV_HTTP_HDRS:
             self._start(conn, data)
@@ -627,9 +644,7 @@ class WSGIServer:
         request = self._requests.get(conn.id)
         if request is None:
             return
-        outbox = request.outbox
-        while outbox:
-            action, payload = outbox.popleft()
+        for action, payload in request.take_outbox():
             if action == _Request._SEND:
                 conn.send(payload)
             elif action == _Request._END:
@@ -647,15 +662,26 @@ class WSGIServer:
         self._update_backlog(conn, request)
 
     def _update_backlog(self, conn: Connection, request: _Request) -> None:
+        """Tell a waiting app thread how much is queued; watch MG_EV_WRITE only while
+        the client is behind (most responses never need it)."""
+        backlog = conn.send_len
         with request.flow:
-            request.backlog = conn.send_len
-            if request.backlog <= OUTPUT_HIGH_WATER:
+            request.backlog = backlog
+            if backlog <= OUTPUT_HIGH_WATER:
                 request.flow.notify_all()
+        watching = request.watching_writes
+        if (backlog > OUTPUT_HIGH_WATER) != watching:
+            request.watching_writes = not watching
+            conn.set_handler(self._handle, events=_EVENTS_WRITING if not watching
+                             else _EVENTS)
 
     def _retire(self, conn: Connection, request: _Request) -> None:
         """The response is queued: the connection takes its next request, or closes."""
         if self._requests.get(conn.id) is request:
             del self._requests[conn.id]
+        if request.watching_writes:
+            request.watching_writes = False
+            conn.set_handler(self._handle, events=_EVENTS)
         conn.http_end()
         if not request.keep_alive:
             conn.drain()

@@ -268,3 +268,22 @@ def test_access_log_one_line_per_request(caplog: pytest.LogCaptureFixture) -> No
     assert len(lines) == 2
     assert '"GET /logged?q=1 HTTP/1.1" 200' in lines[0]
     assert '"POST /posted HTTP/1.1" 200' in lines[1]
+
+
+def big_stream_app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    block = hashlib.sha256(b"big").digest() * 2048  # 64 KiB
+    for _ in range(512):  # 32 MiB: far more than the 4 MiB the server queues
+        yield block
+
+
+def test_large_streamed_response_to_a_slow_reader() -> None:
+    block = hashlib.sha256(b"big").digest() * 2048
+    expected = hashlib.sha256(block * 512).hexdigest()
+    with wsgi_serving(big_stream_app) as url:
+        r = requests.get(url + "/big", timeout=120, stream=True)
+        digest = hashlib.sha256()
+        for piece in r.iter_content(4096):
+            digest.update(piece)
+        assert digest.hexdigest() == expected
+        assert requests.get(url + "/again", timeout=30).status_code == 200
