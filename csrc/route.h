@@ -23,6 +23,13 @@ struct pymg_route {
   struct pymg_tls_conf *tls;
   uint64_t tls_deadline;   /* mg_millis() by which the handshake must be done, or 0 */
   struct pymg_guard *guard; /* conn_limits.c's state, NULL when no limits apply */
+  /* Streamed request body (pymg_stream_body): framing, progress, saved parser. */
+  int body_mode;           /* BODY_NONE, BODY_LENGTH or BODY_CHUNKED */
+  int chunk_state;         /* where the chunked parser is, CHUNK_* */
+  int paused;              /* pymg_pause: no reading, no body pieces */
+  uint64_t body_left;      /* bytes left: of the body, or of the current chunk */
+  mg_event_handler_t saved_pfn; /* Mongoose's HTTP parser, reattached at the end */
+  int in_hdrs;             /* MG_EV_HTTP_HDRS is being handled: stream_body may start */
   int ws_fresh;            /* upgraded by pymg_ws_upgrade; bytes behind the request
                               are still to be read as frames (see route_event) */
 };

@@ -1,0 +1,66 @@
+"""python -m pymongoose --wsgi / --asgi."""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+
+import requests
+from subprocess_helpers import REPO, run_to_end, running
+
+URL_LINE = r"Serving WSGI app at (http://127\.0\.0\.1:\d+)/"
+
+
+def test_wsgi_flask_app_with_two_workers_and_access_log() -> None:
+    with running("-m", "pymongoose", "--wsgi", "tests.wsgi_flask_app:app", "--listen",
+                 "http://127.0.0.1:0", "--workers", "2", "--threads", "4",
+                 "--access-log") as child:
+        url = child.wait_for(URL_LINE).group(1)
+        with requests.Session() as s:
+            r = s.get(url + "/", timeout=60)
+            assert r.status_code == 200 and r.text.startswith("hello from flask")
+            r = s.post(url + "/form", data={"name": "Ada"}, timeout=60)
+            assert r.json()["name"] == "Ada"
+        assert child.stop(signal.SIGTERM) == 0
+        stderr = child.stderr()
+    assert '"GET / HTTP/1.1" 200' in stderr
+    assert '"POST /form HTTP/1.1" 200' in stderr
+
+
+def test_wsgi_single_process_with_static_root() -> None:
+    with running("-m", "pymongoose", "--wsgi", "tests.wsgi_flask_app", "--listen",
+                 "http://127.0.0.1:0", "--root", "examples") as child:
+        url = child.wait_for(URL_LINE).group(1)
+        assert requests.get(url + "/", timeout=60).text.startswith("hello from flask")
+        static = requests.get(url + "/hello_http.py", timeout=60)
+        assert static.content == (REPO / "examples" / "hello_http.py").read_bytes()
+        assert child.stop(signal.SIGINT) == 0
+
+
+def test_unresolvable_import_paths_exit_2() -> None:
+    for path, message in (("no_such_module_xyz:app", "cannot import module"),
+                          ("tests.wsgi_flask_app:nope", "has no attribute 'nope'"),
+                          ("tests.wsgi_flask_app:os", "not a callable"),
+                          ("a:b:c", "not an import path")):
+        result = run_to_end("-m", "pymongoose", "--wsgi", path)
+        assert result.returncode == 2, (path, result.stderr)
+        assert message in result.stderr, (path, result.stderr)
+
+
+def test_asgi_option_exits_2_on_what_it_cannot_serve() -> None:
+    result = run_to_end("-m", "pymongoose", "--asgi", "no_such_module_xyz:app")
+    assert result.returncode == 2
+    if importlib.util.find_spec("pymongoose.asgi") is None:
+        assert "--asgi needs pymongoose.asgi" in result.stderr
+    else:
+        assert "cannot import module" in result.stderr
+    result = run_to_end("-m", "pymongoose", "--asgi", "x:app", "--threads", "2")
+    assert result.returncode == 2 and "--threads applies to --wsgi only" in result.stderr
+
+
+def test_wsgi_and_asgi_are_exclusive_and_bad_listen_is_reported() -> None:
+    result = run_to_end("-m", "pymongoose", "--wsgi", "a:b", "--asgi", "c:d")
+    assert result.returncode == 2 and "not allowed with" in result.stderr
+    result = run_to_end("-m", "pymongoose", "--wsgi", "tests.wsgi_flask_app:app",
+                        "--listen", "http://127.0.0.1:99999")
+    assert result.returncode == 2 and "port" in result.stderr
