@@ -570,8 +570,7 @@ class Manager:
 
         Mongoose gets its own duplicate of the descriptor, so ``sock`` stays yours to
         close. ``http=False`` serves raw TCP. ``handler`` and ``events`` work as in
-        :meth:`listen`. Several processes may serve one socket: each connection wakes
-        one of them.
+        :meth:`listen`. Several processes may serve one socket.
         """
         m = self._live()
         if not isinstance(sock, socket.socket):
