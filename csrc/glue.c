@@ -1111,16 +1111,7 @@ struct mg_connection *pymg_listen_fd(struct pymg_manager *m, int fd, int proto,
       c->loc.port = sa.sin.sin_port;
     }
   }
-#if MG_ENABLE_EPOLL && defined(EPOLLEXCLUSIVE)
-  {
-    /* Several processes may wait on this socket: wake one per connection. */
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof(ev));
-    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
-    ev.data.ptr = c;
-    epoll_ctl(m->mgr.epoll_fd, EPOLL_CTL_DEL, fd, NULL);
-    epoll_ctl(m->mgr.epoll_fd, EPOLL_CTL_ADD, fd, &ev);
-  }
-#endif
+  /* Several processes may wait on this socket: all wake, one accepts; the others'
+   * accept() fails with EAGAIN (pymongoose.workers filters that log line). */
   return c;
 }

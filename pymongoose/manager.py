@@ -673,8 +673,8 @@ class Manager:
 
         Mongoose gets its own duplicate of the descriptor, so ``sock`` stays yours to
         close. ``http=False`` serves raw TCP. ``handler``, ``events`` and ``limits``
-        work as in :meth:`listen` (an HTTP socket follows the Manager's limits). Several processes may serve one socket: each connection wakes
-        one of them.
+        work as in :meth:`listen` (an HTTP socket follows the Manager's limits). Several
+        processes may serve one socket.
         """
         m = self._live()
         if not isinstance(sock, socket.socket):

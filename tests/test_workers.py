@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -34,13 +35,33 @@ def parent_of(pid: int) -> int:
         return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if parent_of(int(entry)) == pid:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
 @pytest.fixture
 def two_workers() -> Iterator[tuple[Child, int]]:
     with running("tests/workers_app.py", "2") as child:
-        port = int(child.wait_for(r"serving http://127\.0\.0\.1:(\d+)").group(1))
-        child.wait_for(r"worker \d ready")
-        child.wait_for(r"worker \d ready")
-        yield child, port
+        try:
+            port = int(child.wait_for(r"serving http://127\.0\.0\.1:(\d+)").group(1))
+            child.wait_for(r"worker \d ready")
+            child.wait_for(r"worker \d ready")
+            yield child, port
+        finally:
+            # A failed test may leave the server up: take its workers down with it, or
+            # they would keep the output pipes open.
+            if child.proc.poll() is None:
+                for pid in children_of(child.proc.pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
 
 
 def test_two_workers_answer_from_two_processes(two_workers: tuple[Child, int]) -> None:
@@ -108,15 +129,18 @@ def test_killed_worker_is_replaced_without_losing_other_requests(
 
 def test_sigterm_lets_in_flight_requests_finish(two_workers: tuple[Child, int]) -> None:
     child, port = two_workers
-    with ThreadPoolExecutor(3) as pool:
-        futures = [pool.submit(get, port, "/slow?ms=1500") for _ in range(3)]
-        for _ in range(3):
-            child.wait_for(r"slow started")
-        child.proc.send_signal(signal.SIGTERM)
-        results = [f.result(timeout=60) for f in futures]
-    assert [status for status, _ in results] == [200, 200, 200]
-    assert all(body.startswith("slow done") for _, body in results)
+    clients = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(3)]
+    responses = []
+    for client in clients:
+        client.request("GET", "/slow?ms=1500")
+        responses.append(client.getresponse())  # the head is here: the request is in flight
+    child.proc.send_signal(signal.SIGTERM)
+    bodies = [response.read().decode() for response in responses]
+    assert [response.status for response in responses] == [200, 200, 200]
+    assert all(body.startswith("slow done") for body in bodies), bodies
     assert child.proc.wait(timeout=60) == 0
+    for client in clients:
+        client.close()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
 

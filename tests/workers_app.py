@@ -2,7 +2,7 @@
 
 GET /pid answers the worker's pid; GET /busy?ms=M answers it after blocking the
 worker's loop for M ms (a stand-in for CPU-bound work); GET /slow?ms=M answers after
-a timer of M ms and prints ``slow started <pid>`` when it begins.
+a timer of M ms (its head is sent at once, so the client knows it is in flight).
 """
 
 from __future__ import annotations
@@ -24,11 +24,14 @@ def handler(conn: Connection, ev: int, data: Any) -> None:
         time.sleep(ms / 1000)
         conn.reply(200, str(os.getpid()))
     elif data.uri == "/slow":
-        print(f"slow started {os.getpid()}", flush=True)
+        # The head goes out now (the client knows the request is in flight), the
+        # body after the timer.
+        conn.reply(200, headers={"Transfer-Encoding": "chunked"})
 
         def answer() -> None:
             if not conn.is_closed:
-                conn.reply(200, f"slow done {os.getpid()}")
+                conn.http_chunk(f"slow done {os.getpid()}")
+                conn.http_chunk("")
 
         conn._manager.timer_add(ms, answer)
     else:
