@@ -30,9 +30,9 @@ CSRC = ROOT / "csrc"
 # cdef headers, in dependency order; each sits beside the C it describes.
 CDEF_HEADERS = [
     "cdef/core.h", "cdef/http.h", "cdef/ws.h", "cdef/util.h", "glue.h", "aio.h",
-    "util.h", "cdef/callbacks.h",
+    "util.h", "asgi.h", "cdef/callbacks.h",
 ]
-GLUE_SOURCES = ["glue.c", "aio.c", "util.c"]
+GLUE_SOURCES = ["glue.c", "aio.c", "util.c", "asgi.c"]
 
 # Compile-time configuration shared by the binding and bench/'s C baseline server.
 DEFINES = [

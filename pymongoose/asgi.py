@@ -1,0 +1,370 @@
+"""An ASGI 3.0 server on Mongoose, driven by the asyncio loop that runs the application.
+
+Mongoose parses HTTP and WebSocket in C; each request becomes an ASGI scope and a task
+on the same event loop that polls the Manager (pymongoose.aio), so the application's
+coroutines and the network never cross threads. ``serve(app)`` runs one until Ctrl-C;
+:class:`ASGIServer` serves inside an asyncio program you already have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import warnings
+from typing import Any, Optional
+
+from ._asgi_http import HttpCycle
+from ._asgi_http import report as report_http
+from ._asgi_lifespan import Lifespan, LifespanFailure
+from ._asgi_scope import (
+    ASGI_INFO,
+    ASGIApp,
+    ClientDisconnected,
+    ProtocolError,
+    header_value,
+    parse_head,
+)
+from ._asgi_ws import WebSocketCycle
+from ._ffi import ffi
+from .aio import AsyncManager
+from .connection import Connection
+from .constants import (
+    MG_EV_CLOSE,
+    MG_EV_HTTP_MSG,
+    MG_EV_WRITE,
+    MG_EV_WS_CTL,
+    MG_EV_WS_MSG,
+    WEBSOCKET_OP_CLOSE,
+    WEBSOCKET_OP_TEXT,
+)
+from .manager import Manager
+from .messages import HttpMessage, WsMessage
+
+__all__ = ["ASGIServer", "ClientDisconnected", "LifespanFailure", "ProtocolError", "serve"]
+
+_EVENTS = (MG_EV_HTTP_MSG, MG_EV_WS_MSG, MG_EV_WS_CTL, MG_EV_CLOSE)
+_EVENTS_WITH_WRITE = (*_EVENTS, MG_EV_WRITE)
+_unpack = ffi.unpack
+
+
+class _Peer:
+    """What the server keeps per connection: addresses (read once) and the live cycle."""
+
+    __slots__ = ("client", "cycle", "server")
+
+    def __init__(self, conn: Connection) -> None:
+        remote, local = conn.remote_addr, conn.local_addr
+        self.client = (remote[0], remote[1]) if remote else None
+        self.server = (local[0], local[1]) if local else None
+        self.cycle: Any = None
+
+
+def _want_writes(conn: Connection, on: bool) -> None:
+    """Route MG_EV_WRITE of ``conn`` to the server while a send() waits for the buffer."""
+    handler = conn.handler
+    if handler is not None and not conn.is_closed:
+        conn.set_handler(handler, events=_EVENTS_WITH_WRITE if on else _EVENTS)
+
+
+class ASGIServer:
+    """Serves an ASGI 3.0 application from the running asyncio loop (uvloop too).
+
+    ``root``: a folder whose files Mongoose serves itself (GET and HEAD) before the
+    application sees the request; ``access_log``: one line per response to the
+    ``pymongoose.access`` logger (at INFO); ``root_path``: the scope's ``root_path``.
+
+    ``await start(url)`` runs the lifespan startup and listens; ``await serve_forever()``
+    serves until :meth:`close`; ``await close()`` stops listening, runs the lifespan
+    shutdown, cancels the application tasks still running and closes every connection.
+    ``async with ASGIServer(app) as server:`` closes on exit.
+    """
+
+    def __init__(self, app: ASGIApp, *, root: Optional[str] = None, access_log: bool = False,
+                 root_path: str = "", lifespan: bool = True) -> None:
+        if not callable(app):
+            raise TypeError(f"app must be an ASGI application, not {type(app).__name__}")
+        if root is not None:
+            root = os.path.realpath(os.fspath(root))
+            if not os.path.isdir(root):
+                raise FileNotFoundError(f"root {root!r} is not a directory")
+        self._app = app
+        self._root = root
+        self._root_path = root_path
+        self._access_log = access_log
+        self._lifespan: Optional[Lifespan] = Lifespan(app) if lifespan else None
+        self._amgr: Optional[AsyncManager] = None
+        self._listener: Optional[Connection] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed: Optional[asyncio.Event] = None
+        self._state: dict[str, Any] = {}
+
+    # -- what it is ---------------------------------------------------------------------
+
+    @property
+    def manager(self) -> Manager:
+        """The Manager that owns the listener and the connections (after start())."""
+        if self._amgr is None:
+            raise RuntimeError("the server has not been started")
+        return self._amgr.manager
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` the server listens on (the real port, after start())."""
+        listener = self._listener
+        addr = listener.local_addr if listener is not None else None
+        if addr is None:
+            raise RuntimeError("the server is not listening")
+        host = f"[{addr[0]}]" if addr[2] else addr[0]
+        return f"http://{host}:{addr[1]}"
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (after start())."""
+        listener = self._listener
+        addr = listener.local_addr if listener is not None else None
+        if addr is None:
+            raise RuntimeError("the server is not listening")
+        return addr[1]
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def start(self, url: str = "http://127.0.0.1:8000") -> None:
+        """Run the lifespan startup, then listen on ``url`` (port 0 picks a free one).
+
+        Raises :class:`LifespanFailure` when the application reports that its startup
+        failed, and :class:`~pymongoose.ListenError` when ``url`` cannot be opened.
+        """
+        if self._amgr is not None:
+            raise RuntimeError("this ASGIServer was already started")
+        self._loop = asyncio.get_running_loop()
+        self._closed = asyncio.Event()
+        if self._lifespan is not None:
+            await self._lifespan.startup()
+            if self._lifespan.supported:
+                self._state = self._lifespan.state
+        amgr = self._amgr = AsyncManager()
+        amgr.start()
+        try:
+            self._listener = amgr.listen(url, self._on_event, http=True, events=_EVENTS)
+        except BaseException:
+            await amgr.close()
+            raise
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`close` is called (from a task or a signal handler)."""
+        if self._closed is None:
+            raise RuntimeError("call start() first")
+        await self._closed.wait()
+
+    async def close(self) -> None:
+        """Stop serving: lifespan shutdown, cancel the app's tasks, close the Manager."""
+        amgr = self._amgr
+        if amgr is None or amgr.closed:
+            return
+        if self._listener is not None and not self._listener.is_closed:
+            self._listener.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._lifespan is not None:
+            await self._lifespan.shutdown()
+        await amgr.close()
+        if self._closed is not None:
+            self._closed.set()
+
+    async def __aenter__(self) -> ASGIServer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- events -------------------------------------------------------------------------
+
+    def _on_event(self, conn: Connection, ev: int, data: Any) -> None:
+        if ev == MG_EV_HTTP_MSG:
+            self._on_request(conn, data)
+            return
+        peer = conn.userdata
+        cycle = peer.cycle if peer is not None else None
+        if cycle is None:
+            return
+        if ev == MG_EV_WS_MSG:
+            cycle.on_message(data.data, data.op == WEBSOCKET_OP_TEXT)
+        elif ev == MG_EV_CLOSE:
+            cycle.on_disconnect()
+        elif ev == MG_EV_WS_CTL:
+            if data.op == WEBSOCKET_OP_CLOSE:
+                self._on_close_frame(cycle, data)
+        elif ev == MG_EV_WRITE and cycle.on_writable():
+            _want_writes(conn, False)
+
+    @staticmethod
+    def _on_close_frame(cycle: WebSocketCycle, data: WsMessage) -> None:
+        payload = data.data
+        code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+        reason = payload[2:].decode("utf-8", "replace")
+        cycle.on_close_frame(code, reason)
+
+    def _on_request(self, conn: Connection, message: HttpMessage) -> None:
+        hm = message._live()
+        head = _unpack(hm.head.buf, hm.head.len)
+        method, raw_path, query, path, version, headers = parse_head(head)
+        root = self._root
+        if root is not None and (method == "GET" or method == "HEAD") and \
+                self._is_static(path):
+            conn.serve_dir(message, root)
+            return
+        peer = conn.userdata
+        if peer is None:
+            peer = conn.userdata = _Peer(conn)
+        upgrade = header_value(headers, b"upgrade")
+        websocket = upgrade is not None and upgrade.lower() == b"websocket"
+        scope: dict[str, Any] = {
+            "type": "websocket" if websocket else "http",
+            "asgi": ASGI_INFO,
+            "http_version": version,
+            "scheme": ("wss" if conn.is_tls else "ws") if websocket else
+                      ("https" if conn.is_tls else "http"),
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": self._root_path,
+            "headers": headers,
+            "client": peer.client,
+            "server": peer.server,
+        }
+        if self._state:
+            scope["state"] = self._state.copy()
+        loop = self._loop
+        assert loop is not None
+        if websocket:
+            key = header_value(headers, b"sec-websocket-key")
+            if method != "GET" or not key:
+                conn.reply(400, "Bad WebSocket handshake\n", {"Connection": "close"})
+                conn.drain()
+                return
+            protocols = header_value(headers, b"sec-websocket-protocol")
+            scope["subprotocols"] = [p.strip().decode("latin-1")
+                                     for p in protocols.split(b",")] if protocols else []
+            ws = WebSocketCycle(loop, conn, scope, key)
+            ws.request_line = f"{method} {raw_path.decode('latin-1')}"
+            peer.cycle = ws
+            task = loop.create_task(self._run_ws(ws))
+        else:
+            scope["method"] = method
+            connection = header_value(headers, b"connection")
+            if version == "1.1":
+                keep_alive = connection is None or connection.lower() != b"close"
+            else:
+                keep_alive = connection is not None and connection.lower() == b"keep-alive"
+            body = _unpack(hm.body.buf, hm.body.len) if hm.body.len else b""
+            cycle = HttpCycle(loop, conn, scope, body, keep_alive)
+            cycle.log_access = self._access_log
+            peer.cycle = cycle
+            task = loop.create_task(self._run_http(cycle))
+        tasks = self._tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _run_http(self, cycle: HttpCycle) -> None:
+        try:
+            await self._app(cycle.scope, cycle.receive, cycle.send)
+        except asyncio.CancelledError:
+            cycle.abort()
+            raise
+        except BaseException as exc:
+            report_http(cycle, exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            report_http(cycle, None)
+
+    async def _run_ws(self, ws: WebSocketCycle) -> None:
+        try:
+            await self._app(ws.scope, ws.receive, ws.send)
+        except asyncio.CancelledError:
+            ws.finish(None)
+            raise
+        except BaseException as exc:
+            ws.finish(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            ws.finish(None)
+
+    def _is_static(self, path: str) -> bool:
+        root = self._root
+        assert root is not None
+        target = os.path.normpath(os.path.join(root, path.lstrip("/")))
+        if target != root and not target.startswith(root + os.sep):
+            return False
+        if os.path.isfile(target):
+            return True
+        return os.path.isfile(os.path.join(target, "index.html"))
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when it is installed (CPython), asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return uvloop.new_event_loop()
+
+
+async def _serve_main(app: ASGIApp, url: str, root: Optional[str], access_log: bool) -> None:
+    server = ASGIServer(app, root=root, access_log=access_log)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # not possible outside the main thread: then the caller stops us
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        await server.start(url)
+        print(f"pymongoose ASGI server listening on {server.url}", flush=True)
+        await stop.wait()
+    finally:
+        await server.close()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signum)
+
+
+def serve(app: ASGIApp, url: str = "http://127.0.0.1:8000", *, workers: int = 1,
+          root: Optional[str] = None, access_log: bool = False) -> None:
+    """Serve ``app`` at ``url`` until SIGINT or SIGTERM, on uvloop when it is installed.
+
+    Prints the URL it listens on once it is ready. ``root``: static files served before
+    the application; ``access_log``: one line per request to ``pymongoose.access`` (the
+    logger is given a stderr handler if it has none). A failed lifespan startup exits
+    with the application's message and status 1.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, not {workers!r}")
+    if workers != 1:
+        raise ValueError("workers > 1 is not supported yet")
+    if access_log:
+        import logging
+
+        access = logging.getLogger("pymongoose.access")
+        if not access.handlers:
+            access.addHandler(logging.StreamHandler(sys.stderr))
+        access.setLevel(logging.INFO)
+    loop = _new_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(_serve_main(app, url, root, access_log))
+    except LifespanFailure as exc:
+        raise SystemExit(f"ASGI lifespan startup failed: {exc}") from None
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
