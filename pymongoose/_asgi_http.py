@@ -269,7 +269,8 @@ class HttpCycle:
         """The application failed mid-response: the client gets a closed connection."""
         self._state = _DONE
         if not self._conn.is_closed:
-            self._conn.close()
+            # What was sent goes out, then the close: a client sees a body cut short.
+            self._conn.drain()
         self._wake()
 
     def fail(self) -> None:
