@@ -97,7 +97,7 @@ def test_websocket_scope_and_message_order() -> None:
         assert ws.recv() == "text"
         ws.send_binary(b"\x00\x01")
         assert ws.recv() == b"\x00\x01"
-        ws.close(status=4001, reason="bye")
+        ws.close(status=4001, reason=b"bye")
         for _ in range(100):  # the app records the disconnect on the server's thread
             if app.received and app.received[-1]["type"] == "websocket.disconnect":
                 break
