@@ -212,6 +212,10 @@ class ASGIServer:
         cycle.on_close_frame(code, reason)
 
     def _on_request(self, conn: Connection, message: HttpMessage) -> None:
+        if conn.is_closing:
+            # Mongoose hands over what it has when a client leaves mid-request (a body
+            # cut short): nobody is left to answer.
+            return
         hm = message._live()
         head = _unpack(hm.head.buf, hm.head.len)
         method, raw_path, query, path, version, headers = parse_head(head)
