@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from email.utils import formatdate
 from http import HTTPStatus
+from time import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from ._asgi_scope import ClientDisconnected, Message, ProtocolError, log
@@ -48,7 +50,19 @@ def _status_line(status: int) -> bytes:
     return line
 
 
-_DISCONNECT: Message = {"type": "http.disconnect"}
+_date_line = b""
+_date_second = -1
+
+
+def _date_header() -> bytes:
+    """``date: <IMF-fixdate>\r\n`` (RFC 9110 asks origin servers to send one), made
+    once a second."""
+    global _date_line, _date_second
+    now = int(time())
+    if now != _date_second:
+        _date_second = now
+        _date_line = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+    return _date_line
 
 
 class HttpCycle:
@@ -176,7 +190,7 @@ class HttpCycle:
     def _frame_head(self, body: bytes, more: bool) -> bytes:
         status = self._status
         parts = [_status_line(status)]
-        framed = chunked = False
+        framed = chunked = dated = False
         count = 0
         try:
             for name, value in self._wire_headers:
@@ -188,6 +202,8 @@ class HttpCycle:
                     chunked = b"chunked" in value.lower()
                 elif lname == b"connection" and value.lower() == b"close":
                     self._keep_alive = False
+                elif lname == b"date":
+                    dated = True
                 parts += (name, b": ", value, b"\r\n")
                 count += 1
             head = b"".join(parts)
@@ -197,6 +213,8 @@ class HttpCycle:
         if head.count(b"\n") != count + 1 or head.count(b"\r") != count + 1:
             raise ProtocolError("http.response.start: a header name or value contains a "
                                 "line break")
+        if not dated:
+            head += _date_header()
         bodiless = status < 200 or status == 204 or status == 304
         if bodiless or self._head_only:
             self._send_body = False
