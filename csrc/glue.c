@@ -43,6 +43,8 @@ struct pymg_manager {
   char *arena;      /* copies of queued WebSocket messages, PYMG_ARENA_SIZE bytes */
   size_t arena_len;
   uint64_t last_sweep; /* mg_millis() of the last idle-buffer sweep */
+  int paused_count;    /* connections paused with pymg_pause */
+  int pump_pending;    /* a resumed connection has body bytes waiting */
 };
 
 /* Events Python receives with data None: they can wait in the queue. */
@@ -108,7 +110,23 @@ struct pymg_route {
   int wrapped;             /* Python holds a Connection object for it */
   int head_request;        /* the request being answered is a HEAD */
   int active;              /* read or wrote since the last idle sweep */
+  /* Streamed request body (pymg_stream_body): framing, progress, saved parser. */
+  int body_mode;           /* BODY_NONE, BODY_LENGTH or BODY_CHUNKED */
+  int chunk_state;         /* where the chunked parser is, CHUNK_* */
+  int paused;              /* pymg_pause: no reading, no body pieces */
+  uint64_t body_left;      /* bytes left: of the body, or of the current chunk */
+  mg_event_handler_t saved_pfn; /* Mongoose's HTTP parser, reattached at the end */
+  int in_hdrs;             /* MG_EV_HTTP_HDRS is being handled: stream_body may start */
 };
+
+enum { BODY_NONE = 0, BODY_LENGTH = 1, BODY_CHUNKED = 2 };
+enum { CHUNK_SIZE = 0, CHUNK_DATA = 1, CHUNK_DATA_END = 2, CHUNK_TRAILER = 3 };
+/* Longest chunk-size or trailer line accepted, and the largest body piece. */
+#define PYMG_CHUNK_LINE_MAX 4096
+#define PYMG_STREAM_RECV_SIZE (64 * 1024)
+typedef char pymg_body_events_fit[(int) MG_EV_USER < (int) PYMG_EV_HTTP_BODY ? 1 : -1];
+
+static void stream_pump(struct pymg_manager *m, struct mg_connection *c, struct pymg_route *r);
 
 static int wants(const struct pymg_route *r, int ev) {
   /* Python wraps a connection on the first event it receives, so a wrapped
@@ -139,9 +157,19 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
     own->wrapped = 0;
     own->head_request = 0;
     own->active = 1;
+    own->body_mode = BODY_NONE;
+    own->chunk_state = CHUNK_SIZE;
+    own->paused = 0;
+    own->body_left = 0;
+    own->saved_pfn = NULL;
+    own->in_hdrs = 0;
     c->fn_data = r = own;
   } else if (r->owner_id == 0) {
     r->owner_id = c->id;
+  }
+  if (r->body_mode != BODY_NONE && (ev == MG_EV_READ || ev == MG_EV_POLL) && !r->paused &&
+      !c->is_closing) {
+    stream_pump(m, c, r);
   }
   if (ev == MG_EV_HTTP_MSG && !c->is_client) {
     const struct mg_str *method = &((struct mg_http_message *) ev_data)->method;
@@ -156,11 +184,14 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
     if (!queued) {
       outer = m->event_conn; /* events nest: ws_upgrade fires MG_EV_WS_OPEN */
       m->event_conn = c;
+      r->in_hdrs = ev == MG_EV_HTTP_HDRS;
       pymg_on_event(m->slot, c->id, ev, ev_data, pymg_queue_take(m));
+      if (c->fn_data == r) r->in_hdrs = 0;
       m->event_conn = outer;
     }
   }
   if (ev == MG_EV_CLOSE) {
+    if (r->paused) m->paused_count--;
     free(c->fn_data);
     c->fn_data = NULL;
   }
@@ -350,6 +381,29 @@ static void reap_timers(struct pymg_manager *m) {
   }
 }
 
+/* Mongoose watches every socket for input again whenever it changes what it
+ * waits for; paused connections are taken off that list after each poll, or
+ * epoll would report their pending input again and again. */
+static void unwatch_input(struct mg_connection *c) {
+#if MG_ENABLE_EPOLL
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLERR | (c->send.len > 0 ? EPOLLOUT : 0);
+  ev.data.ptr = c;
+  epoll_ctl(c->mgr->epoll_fd, EPOLL_CTL_MOD, (int) (size_t) c->fd, &ev);
+#else
+  (void) c;
+#endif
+}
+
+static void unwatch_paused(struct pymg_manager *m) {
+  struct mg_connection *c;
+  for (c = m->mgr.conns; c != NULL; c = c->next) {
+    const struct pymg_route *r = (const struct pymg_route *) c->fn_data;
+    if (c->fn == route_event && r != NULL && r->paused && !c->is_closing) unwatch_input(c);
+  }
+}
+
 /* How long pymg_poll may wait: no longer than until the next timer is due. */
 static int timer_wait_ms(struct pymg_manager *m, int timeout_ms) {
   uint64_t now = mg_millis();
@@ -365,7 +419,12 @@ static int timer_wait_ms(struct pymg_manager *m, int timeout_ms) {
 size_t pymg_poll(struct pymg_manager *m, int timeout_ms) {
   uint64_t now;
   if (m->mgr.timers != NULL) timeout_ms = timer_wait_ms(m, timeout_ms);
+  if (m->pump_pending) {
+    m->pump_pending = 0;
+    timeout_ms = 0;
+  }
   mg_mgr_poll(&m->mgr, timeout_ms);
+  if (m->paused_count > 0) unwatch_paused(m);
   if (m->mgr.timers != NULL) reap_timers(m);
   now = mg_millis();
   if (now - m->last_sweep >= PYMG_SWEEP_MS) {
@@ -713,4 +772,283 @@ void pymg_log_to_python(int enable) {
 void pymg_log_init(int level) {
   mg_log_set(level);
   mg_log_set_fn(collect_log_char, NULL);
+}
+
+/* ---- Streamed request bodies and flow control (see glue.h) ---- */
+
+/* Send one event straight to Python (never queued: body pieces point into
+ * the receive buffer, which changes as soon as the handler returns). */
+static void deliver_now(struct pymg_manager *m, struct mg_connection *c, struct pymg_route *r,
+                        int ev, void *ev_data) {
+  struct mg_connection *outer;
+  if (!wants(r, ev)) return;
+  r->wrapped = 1;
+  outer = m->event_conn;
+  m->event_conn = c;
+  pymg_on_event(m->slot, c->id, ev, ev_data, pymg_queue_take(m));
+  m->event_conn = outer;
+}
+
+/* Hand the first n bytes of the receive buffer to Python, then drop them. */
+static void body_piece(struct pymg_manager *m, struct mg_connection *c, struct pymg_route *r,
+                       size_t n) {
+  struct mg_str piece = mg_str_n((char *) c->recv.buf, n);
+  deliver_now(m, c, r, PYMG_EV_HTTP_BODY, &piece);
+  if (c->fn_data == r) mg_iobuf_del(&c->recv, 0, n < c->recv.len ? n : c->recv.len);
+}
+
+static void stream_end(struct pymg_manager *m, struct mg_connection *c, struct pymg_route *r) {
+  r->body_mode = BODY_NONE;
+  r->chunk_state = CHUNK_SIZE;
+  c->pfn = r->saved_pfn; /* the next request on this connection is parsed again */
+  deliver_now(m, c, r, PYMG_EV_HTTP_BODY_END, NULL);
+}
+
+/* Offset of the first CRLF in the receive buffer, or -1. */
+static long find_crlf(const struct mg_connection *c) {
+  size_t i;
+  for (i = 0; i + 1 < c->recv.len; i++) {
+    if (c->recv.buf[i] == '\r' && c->recv.buf[i + 1] == '\n') return (long) i;
+  }
+  return -1;
+}
+
+static int hex_value(int ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* One step of the chunked-body parser: 1 when it made progress, 0 when it
+ * needs more input (or failed, and the connection is closing). */
+static int chunk_step(struct pymg_manager *m, struct mg_connection *c, struct pymg_route *r) {
+  long eol;
+  size_t n;
+  switch (r->chunk_state) {
+    case CHUNK_SIZE: {
+      uint64_t size = 0;
+      long i = 0;
+      eol = find_crlf(c);
+      if (eol < 0) {
+        if (c->recv.len > PYMG_CHUNK_LINE_MAX) mg_error(c, "chunk size line too long");
+        return 0;
+      }
+      while (i < eol && hex_value(c->recv.buf[i]) >= 0 && i < 16) {
+        size = size * 16 + (uint64_t) hex_value(c->recv.buf[i]);
+        i++;
+      }
+      if (i == 0 || (i < eol && c->recv.buf[i] != ';' && c->recv.buf[i] != ' ' &&
+                     c->recv.buf[i] != '\t')) {
+        mg_error(c, "Invalid chunk");
+        return 0;
+      }
+      mg_iobuf_del(&c->recv, 0, (size_t) eol + 2);
+      r->body_left = size;
+      r->chunk_state = size == 0 ? CHUNK_TRAILER : CHUNK_DATA;
+      return 1;
+    }
+    case CHUNK_DATA:
+      n = c->recv.len < r->body_left ? c->recv.len : (size_t) r->body_left;
+      if (n == 0) return 0;
+      r->body_left -= n;
+      if (r->body_left == 0) r->chunk_state = CHUNK_DATA_END;
+      body_piece(m, c, r, n);
+      return 1;
+    case CHUNK_DATA_END:
+      if (c->recv.len < 2) return 0;
+      if (c->recv.buf[0] != '\r' || c->recv.buf[1] != '\n') {
+        mg_error(c, "Invalid chunk");
+        return 0;
+      }
+      mg_iobuf_del(&c->recv, 0, 2);
+      r->chunk_state = CHUNK_SIZE;
+      return 1;
+    default: /* CHUNK_TRAILER: header lines until an empty one */
+      eol = find_crlf(c);
+      if (eol < 0) {
+        if (c->recv.len > PYMG_CHUNK_LINE_MAX) mg_error(c, "chunk trailer line too long");
+        return 0;
+      }
+      mg_iobuf_del(&c->recv, 0, (size_t) eol + 2);
+      if (eol == 0) stream_end(m, c, r);
+      return 1;
+  }
+}
+
+/* Pass on what the receive buffer holds of the body, until it is empty, the
+ * body ends, or Python pauses or closes the connection. */
+static void stream_pump(struct pymg_manager *m, struct mg_connection *c, struct pymg_route *r) {
+  while (r->body_mode != BODY_NONE && !r->paused && !c->is_closing && c->fn_data == r) {
+    if (r->body_mode == BODY_LENGTH) {
+      size_t n;
+      if (r->body_left == 0) {
+        stream_end(m, c, r);
+        break;
+      }
+      n = c->recv.len < r->body_left ? c->recv.len : (size_t) r->body_left;
+      if (n == 0) break;
+      r->body_left -= n;
+      body_piece(m, c, r, n);
+    } else if (!chunk_step(m, c, r)) {
+      break;
+    }
+  }
+}
+
+/* A strict decimal Content-Length (digits only, at most 18 of them). */
+static int parse_length(struct mg_str s, uint64_t *out) {
+  size_t i, start = 0, end = s.len;
+  uint64_t v = 0;
+  while (start < end && (s.buf[start] == ' ' || s.buf[start] == '\t')) start++;
+  while (end > start && (s.buf[end - 1] == ' ' || s.buf[end - 1] == '\t')) end--;
+  if (end == start || end - start > 18) return 0;
+  for (i = start; i < end; i++) {
+    if (s.buf[i] < '0' || s.buf[i] > '9') return 0;
+    v = v * 10 + (uint64_t) (s.buf[i] - '0');
+  }
+  *out = v;
+  return 1;
+}
+
+int pymg_stream_body(struct mg_connection *c, struct mg_http_message *hm) {
+  struct pymg_manager *m = (struct pymg_manager *) c->mgr;
+  struct pymg_route *r = (struct pymg_route *) c->fn_data;
+  const char *head = hm->head.buf, *start = (const char *) c->recv.buf;
+  struct mg_str *te, *cl, *expect;
+  int mode = BODY_LENGTH, is_http_1_0;
+  uint64_t length = 0;
+  if (r == NULL || c->fn != route_event || !c->is_accepted || c->is_listening || !r->in_hdrs ||
+      r->body_mode != BODY_NONE || c->pfn == NULL || head == NULL || head < start ||
+      head + hm->head.len > start + c->recv.len) {
+    return -1;
+  }
+  is_http_1_0 = mg_strcasecmp(hm->proto, mg_str("HTTP/1.0")) == 0;
+  te = mg_http_get_header(hm, "Transfer-Encoding");
+  cl = mg_http_get_header(hm, "Content-Length");
+  if (te != NULL && !is_http_1_0 && mg_strcasecmp(*te, mg_str("chunked")) != 0) {
+    c->recv.len = 0; /* unreadable body: the parser steps aside, the caller answers */
+    c->is_draining = 1;
+    return -2;
+  }
+  if (te != NULL && !is_http_1_0) {
+    mode = BODY_CHUNKED;
+  } else if (cl != NULL && !parse_length(*cl, &length)) {
+    c->recv.len = 0;
+    c->is_draining = 1;
+    return -3;
+  }
+  expect = mg_http_get_header(hm, "Expect");
+  if (expect != NULL && !is_http_1_0 && mg_strcasecmp(*expect, mg_str("100-continue")) == 0 &&
+      (mode == BODY_CHUNKED || length > 0)) {
+    mg_send(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+  }
+  r->head_request = hm->method.len == 4 && memcmp(hm->method.buf, "HEAD", 4) == 0;
+  r->saved_pfn = c->pfn;
+  r->body_mode = mode;
+  r->chunk_state = CHUNK_SIZE;
+  r->body_left = length;
+  /* Everything up to the end of this head is consumed: requests before it in
+   * the buffer were answered already. Mongoose's parser sees the buffer
+   * change and steps aside (c->pfn = NULL) until stream_end. */
+  mg_iobuf_del(&c->recv, 0, (size_t) (head - start) + hm->head.len);
+  c->is_resp = 1; /* a response is due; replying clears it */
+  if (c->recv.size < PYMG_STREAM_RECV_SIZE) mg_iobuf_resize(&c->recv, PYMG_STREAM_RECV_SIZE);
+  m->pump_pending = 1;
+  return 0;
+}
+
+void pymg_pause(struct mg_connection *c, int paused) {
+  struct pymg_manager *m = (struct pymg_manager *) c->mgr;
+  struct pymg_route *r = (struct pymg_route *) c->fn_data;
+  paused = paused ? 1 : 0;
+  if (r == NULL || c->fn != route_event || r->paused == paused) return;
+  r->paused = paused;
+  c->is_full = paused ? 1U : 0U; /* Mongoose reads no socket that is "full" */
+  if (paused) {
+    m->paused_count++;
+    unwatch_input(c);
+  } else {
+    m->paused_count--;
+    MG_EPOLL_MOD(c, c->send.len > 0);
+    if (r->body_mode != BODY_NONE || c->recv.len > 0) m->pump_pending = 1;
+  }
+}
+
+int pymg_is_paused(struct mg_connection *c) {
+  const struct pymg_route *r = (const struct pymg_route *) c->fn_data;
+  return r != NULL && c->fn == route_event && r->paused;
+}
+
+int pymg_conn_busy(struct mg_connection *c) {
+  const struct pymg_route *r = (const struct pymg_route *) c->fn_data;
+  if (c->is_listening) return 0;
+  return c->is_resp || c->send.len > 0 || c->recv.len > 0 ||
+         (r != NULL && c->fn == route_event && r->body_mode != BODY_NONE);
+}
+
+void pymg_http_end(struct mg_connection *c) {
+  c->is_resp = 0;
+}
+
+/* Mongoose's HTTP protocol handler is private to mongoose.c: learn its
+ * address once from a throwaway listener in a throwaway manager. */
+static mg_event_handler_t http_protocol_handler(void) {
+  static mg_event_handler_t s_http_pfn;
+  if (s_http_pfn == NULL) {
+    struct mg_mgr tmp;
+    struct mg_connection *c;
+    mg_mgr_init(&tmp);
+    c = mg_http_listen(&tmp, "http://127.0.0.1:0", NULL, NULL);
+    if (c != NULL) s_http_pfn = c->pfn;
+    mg_mgr_free(&tmp);
+  }
+  return s_http_pfn;
+}
+
+struct mg_connection *pymg_listen_fd(struct pymg_manager *m, int fd, int proto,
+                                     uint64_t interest) {
+  struct pymg_route *r;
+  struct mg_connection *c;
+  union {
+    struct sockaddr sa;
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+  } sa;
+  socklen_t len = sizeof(sa);
+  mg_event_handler_t pfn = NULL;
+  if (proto == PYMG_PROTO_HTTP && (pfn = http_protocol_handler()) == NULL) return NULL;
+  if ((r = route_new(interest)) == NULL) return NULL;
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  c = mg_wrapfd(&m->mgr, fd, route_event, r);
+  if (c == NULL) {
+    free(r);
+    return NULL;
+  }
+  c->is_listening = 1;
+  c->pfn = pfn;
+  memset(&sa, 0, sizeof(sa));
+  if (getsockname(fd, &sa.sa, &len) == 0) {
+    if (sa.sa.sa_family == AF_INET6) {
+      memcpy(c->loc.addr.ip, &sa.sin6.sin6_addr, 16);
+      c->loc.port = sa.sin6.sin6_port;
+      c->loc.is_ip6 = true;
+    } else {
+      memcpy(c->loc.addr.ip, &sa.sin.sin_addr, 4);
+      c->loc.port = sa.sin.sin_port;
+    }
+  }
+#if MG_ENABLE_EPOLL && defined(EPOLLEXCLUSIVE)
+  {
+    /* Several processes may wait on this socket: wake one per connection. */
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+    ev.data.ptr = c;
+    epoll_ctl(m->mgr.epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+    epoll_ctl(m->mgr.epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+  }
+#endif
+  return c;
 }

@@ -136,3 +136,26 @@ int pymg_http_status(struct mg_http_message *hm);
 enum { PYMG_EV_LOG = -2 };
 void pymg_log_init(int level);
 void pymg_log_to_python(int enable);
+
+/* Streamed request bodies. An HTTP server handler calls pymg_stream_body
+ * during MG_EV_HTTP_HDRS: the head is consumed, Mongoose's HTTP parser steps
+ * aside, and the body (Content-Length or chunked; none counts as empty) is
+ * passed to Python in pieces as PYMG_EV_HTTP_BODY (ev_data: struct mg_str *)
+ * followed by one PYMG_EV_HTTP_BODY_END (ev_data NULL). The parser is then
+ * reattached for the next request on the connection. Returns 0 when it
+ * started, -1 when the connection is not a server-side HTTP connection, -2
+ * for an unsupported Transfer-Encoding, -3 for an invalid Content-Length. */
+enum { PYMG_EV_HTTP_BODY = 60, PYMG_EV_HTTP_BODY_END = 61 };
+int pymg_stream_body(struct mg_connection *c, struct mg_http_message *hm);
+/* Flow control: a paused connection reads nothing more from its socket and
+ * passes no more body pieces on; resuming continues both. */
+void pymg_pause(struct mg_connection *c, int paused);
+int pymg_is_paused(struct mg_connection *c);
+/* 1 while a request is being received or answered, or data waits to be sent. */
+int pymg_conn_busy(struct mg_connection *c);
+/* Mark the current HTTP response as complete (after writing it with mg_send). */
+void pymg_http_end(struct mg_connection *c);
+/* Adopt an already bound and listening TCP socket (the caller passes a
+ * descriptor Mongoose may own and close) as a listener. */
+struct mg_connection *pymg_listen_fd(struct pymg_manager *m, int fd, int proto,
+                                     uint64_t interest);

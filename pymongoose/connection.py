@@ -524,6 +524,76 @@ class Connection:
         """Answer ``message`` with one file (ETag, 304, Range and MIME type as serve_dir)."""
         self._serve(message, path, True, extra_headers, mime_types, "", "serve_file")
 
+    # -- streamed request bodies and flow control ---------------------------------------
+
+    def stream_body(self, message: HttpMessage) -> None:
+        """Receive this request's body in pieces instead of buffered whole.
+
+        Call it from the ``MG_EV_HTTP_HDRS`` handler of a server connection, with that
+        event's message. The body then arrives as ``PYMG_EV_HTTP_BODY`` events (``data``:
+        bytes, up to 64 KiB each) and one ``PYMG_EV_HTTP_BODY_END`` (``data``: None); no
+        ``MG_EV_HTTP_MSG`` follows for this request, so answer it after (or before) the
+        end. Content-Length and chunked bodies are handled, as is ``Expect:
+        100-continue``; keep-alive continues once the body ended. Use
+        :meth:`pause_reading` to make a fast client wait for a slow consumer.
+
+        Raises ValueError for an unsupported Transfer-Encoding or a malformed
+        Content-Length: the connection then reads no more and closes once what you
+        send (say, a 400 reply) is out. Raises RuntimeError outside a server
+        connection's ``MG_EV_HTTP_HDRS``.
+        """
+        c = self._live()
+        if not isinstance(message, HttpMessage):
+            raise TypeError("stream_body needs the HttpMessage of an MG_EV_HTTP_HDRS event, "
+                            f"not {type(message).__name__}")
+        rc = lib.pymg_stream_body(c, message._live())
+        if rc == -2:
+            raise ValueError("stream_body: unsupported Transfer-Encoding (only chunked)")
+        if rc == -3:
+            raise ValueError("stream_body: the Content-Length header is not a number")
+        if rc != 0:
+            raise RuntimeError("stream_body works only in the MG_EV_HTTP_HDRS handler of a "
+                               "server-side HTTP connection, once per request")
+        self._work_queued()
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (and passing on body pieces) until resumed.
+
+        The peer's data waits in the kernel, then in the peer: flow control for a slow
+        consumer. Works for any connection, streamed request bodies included.
+        """
+        lib.pymg_pause(self._live(), 1)
+
+    def resume_reading(self) -> None:
+        """Undo pause_reading(): buffered and new data flows again from the next poll."""
+        lib.pymg_pause(self._live(), 0)
+        self._work_queued()
+
+    @property
+    def is_paused(self) -> bool:
+        """True between pause_reading() and resume_reading()."""
+        c = self._c
+        return c is not None and bool(lib.pymg_is_paused(c))
+
+    @property
+    def is_busy(self) -> bool:
+        """True while a request is being received or answered, or data waits to be sent.
+
+        An HTTP server connection is busy from a request's head until its reply was
+        queued and sent; Manager.shutdown() waits for busy connections.
+        """
+        c = self._c
+        return c is not None and bool(lib.pymg_conn_busy(c))
+
+    def http_end(self) -> None:
+        """Mark the current HTTP response complete after writing it yourself with send().
+
+        reply(), an empty http_chunk() and serve_dir() do this on their own. Until then
+        the next pipelined request on the connection waits, and the connection is busy.
+        """
+        lib.pymg_http_end(self._live())
+        self._work_queued()
+
     # -- WebSocket ----------------------------------------------------------------------
 
     def ws_upgrade(self, message: HttpMessage,

@@ -35,6 +35,8 @@ __all__ = [
     "MG_LL_INFO",
     "MG_LL_NONE",
     "MG_LL_VERBOSE",
+    "PYMG_EV_HTTP_BODY",
+    "PYMG_EV_HTTP_BODY_END",
     "WEBSOCKET_OP_BINARY",
     "WEBSOCKET_OP_CLOSE",
     "WEBSOCKET_OP_CONTINUE",
@@ -88,6 +90,13 @@ EVENT_NAMES: dict[int, str] = {
     for name, value in sorted(globals().items())
     if name.startswith("MG_EV_") and name != "MG_EV_USER" and isinstance(value, int)
 }
+
+#: pymongoose's own events (not Mongoose's): a piece of a streamed request body
+#: (``data``: bytes) and its end (``data``: None). See Connection.stream_body().
+PYMG_EV_HTTP_BODY: int = lib.PYMG_EV_HTTP_BODY
+PYMG_EV_HTTP_BODY_END: int = lib.PYMG_EV_HTTP_BODY_END
+EVENT_NAMES[PYMG_EV_HTTP_BODY] = "PYMG_EV_HTTP_BODY"
+EVENT_NAMES[PYMG_EV_HTTP_BODY_END] = "PYMG_EV_HTTP_BODY_END"
 
 
 def event_name(ev: int) -> str:

@@ -26,6 +26,7 @@ from .constants import (
     MG_EV_WS_MSG,
     MG_EV_WS_OPEN,
     MG_LL_ERROR,
+    PYMG_EV_HTTP_BODY,
     event_name,
 )
 from .errors import ConnectError, ListenError, ManagerClosedError
@@ -100,6 +101,7 @@ _VIEW_EVENTS: dict[int, type[_MessageView]] = {
 _EVENT_DATA: dict[int, Callable[[Any], Any]] = {
     MG_EV_ERROR: _error_text,
     MG_EV_WAKEUP: _wakeup_bytes,
+    PYMG_EV_HTTP_BODY: _wakeup_bytes,  # a piece of a streamed body: an mg_str too
     MG_EV_MQTT_OPEN: _first_int("int *"),
     MG_EV_SNTP_TIME: _first_int("uint64_t *"),
 }
