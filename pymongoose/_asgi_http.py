@@ -69,17 +69,24 @@ class HttpCycle:
     """The receive/send pair the application gets for one HTTP request."""
 
     __slots__ = (
-        "_body", "_bytes_sent", "_chunked", "_conn", "_drained", "_head_only", "_keep_alive",
-        "_loop", "_send_body", "_state", "_status", "_waiter", "_wire_headers",
+        "_body_done", "_body_given", "_bytes_sent", "_chunked", "_conn", "_drained",
+        "_head_only", "_keep_alive", "_loop", "_paused", "_pending", "_pending_len",
+        "_send_body", "_state", "_status", "_waiter", "_wire_headers",
         "disconnected", "log_access", "scope",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, conn: Connection, scope: Any,
-                 body: Optional[bytes], keep_alive: bool) -> None:
+                 body_follows: bool, keep_alive: bool) -> None:
         self._loop = loop
         self._conn = conn
         self.scope = scope
-        self._body = body
+        # The request body: pieces received and not yet given to the app; whether the
+        # last piece arrived; whether the app got its last http.request.
+        self._pending: list[bytes] = []
+        self._pending_len = 0
+        self._body_done = not body_follows
+        self._body_given = False
+        self._paused = False
         self._keep_alive = keep_alive
         self._head_only = scope["method"] == "HEAD"
         self._state = _START
@@ -105,6 +112,29 @@ class HttpCycle:
         return f"{scope['method']} {target} HTTP/{scope['http_version']}"
 
     # -- what the connection tells us ---------------------------------------------------
+
+    def on_body(self, piece: bytes) -> None:
+        """A piece of the request body arrived (pymongoose streams bodies, never buffers
+        them whole): keep it for receive(), and stop reading while too much waits."""
+        if self._state == _DONE:
+            return  # answered already: the rest of the body is read and dropped
+        self._pending.append(piece)
+        self._pending_len += len(piece)
+        if self._pending_len > HIGH_WATER and not self._paused:
+            self._paused = True
+            self._conn.pause_reading()
+        self._wake()
+
+    def on_body_end(self) -> None:
+        """The request body is complete."""
+        self._body_done = True
+        self._wake()
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            if not self._conn.is_closed:
+                self._conn.resume_reading()
 
     def on_disconnect(self) -> None:
         """The connection closed: wake receive() and any send() waiting for the buffer."""
@@ -144,17 +174,30 @@ class HttpCycle:
     # -- the application's side ---------------------------------------------------------
 
     async def receive(self) -> Message:
-        """The request body (in one message), then http.disconnect once there is one."""
-        body = self._body
-        if body is not None:
-            self._body = None
-            return {"type": "http.request", "body": body, "more_body": False}
-        if not (self.disconnected or self._state == _DONE):
+        """The request body in http.request messages (what arrived since the last call,
+        waiting for more when nothing did), then http.disconnect once the client has
+        gone or the response is complete."""
+        while True:
+            pending = self._pending
+            if pending or (self._body_done and not self._body_given):
+                if not pending:
+                    body = b""
+                elif len(pending) == 1:
+                    body = pending[0]
+                else:
+                    body = b"".join(pending)
+                pending.clear()
+                self._pending_len = 0
+                self._resume()
+                more = not self._body_done
+                self._body_given = not more
+                return {"type": "http.request", "body": body, "more_body": more}
+            if self.disconnected or (self._state == _DONE and self._body_given):
+                return {"type": "http.disconnect"}
             waiter = self._waiter
             if waiter is None:
                 waiter = self._waiter = self._loop.create_future()
             await waiter
-        return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
         """Take one http.response.* message; sends what it can at once."""
@@ -275,6 +318,8 @@ class HttpCycle:
 
     def _finish(self) -> None:
         """The response is complete: close if the request asked for it, log, wake."""
+        self._pending.clear()
+        self._resume()  # an unread rest of the body is read and dropped
         if not self._keep_alive and not self._conn.is_closed:
             self._conn.drain()
         if self.log_access and access_log.isEnabledFor(logging.INFO):

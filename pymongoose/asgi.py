@@ -33,10 +33,13 @@ from .aio import AsyncManager
 from .connection import Connection
 from .constants import (
     MG_EV_CLOSE,
+    MG_EV_HTTP_HDRS,
     MG_EV_HTTP_MSG,
     MG_EV_WRITE,
     MG_EV_WS_CTL,
     MG_EV_WS_MSG,
+    PYMG_EV_HTTP_BODY,
+    PYMG_EV_HTTP_BODY_END,
     WEBSOCKET_OP_CLOSE,
     WEBSOCKET_OP_TEXT,
 )
@@ -45,28 +48,36 @@ from .messages import HttpMessage, WsMessage
 
 __all__ = ["ASGIServer", "ClientDisconnected", "LifespanFailure", "ProtocolError", "serve"]
 
-_EVENTS = (MG_EV_HTTP_MSG, MG_EV_WS_MSG, MG_EV_WS_CTL, MG_EV_CLOSE)
-_EVENTS_WITH_WRITE = (*_EVENTS, MG_EV_WRITE)
+# Requests start at MG_EV_HTTP_HDRS: a body is then streamed to the app in pieces
+# (PYMG_EV_HTTP_BODY), and a request without one costs a single call into Python, since
+# its MG_EV_HTTP_MSG is dropped in C. Only a static root needs MG_EV_HTTP_MSG.
+_EVENTS = (MG_EV_HTTP_HDRS, PYMG_EV_HTTP_BODY, PYMG_EV_HTTP_BODY_END, MG_EV_WS_MSG,
+           MG_EV_WS_CTL, MG_EV_CLOSE)
+_EVENTS_WITH_STATIC = (*_EVENTS, MG_EV_HTTP_MSG)
 _unpack = ffi.unpack
 
 
 class _Peer:
     """What the server keeps per connection: addresses (read once) and the live cycle."""
 
-    __slots__ = ("client", "cycle", "server")
+    __slots__ = ("client", "cycle", "events", "server", "static")
 
     def __init__(self, conn: Connection) -> None:
         remote, local = conn.remote_addr, conn.local_addr
         self.client = (remote[0], remote[1]) if remote else None
         self.server = (local[0], local[1]) if local else None
         self.cycle: Any = None
+        self.static = False  # the request in flight is a file under root
+        self.events: tuple[int, ...] = ()  # the interest its send() set, if not the server's
 
 
 def _want_writes(conn: Connection, on: bool) -> None:
     """Route MG_EV_WRITE of ``conn`` to the server while a send() waits for the buffer."""
     handler = conn.handler
-    if handler is not None and not conn.is_closed:
-        conn.set_handler(handler, events=_EVENTS_WITH_WRITE if on else _EVENTS)
+    peer = conn.userdata
+    if handler is not None and peer is not None and not conn.is_closed:
+        events = peer.events
+        conn.set_handler(handler, events=(*events, MG_EV_WRITE) if on else events)
 
 
 class ASGIServer:
@@ -101,6 +112,7 @@ class ASGIServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed: Optional[asyncio.Event] = None
         self._state: dict[str, Any] = {}
+        self._events = _EVENTS if root is None else _EVENTS_WITH_STATIC
 
     # -- what it is ---------------------------------------------------------------------
 
@@ -149,7 +161,7 @@ class ASGIServer:
         amgr = self._amgr = AsyncManager()
         amgr.start()
         try:
-            self._listener = amgr.listen(url, self._on_event, http=True, events=_EVENTS)
+            self._listener = amgr.listen(url, self._on_event, http=True, events=self._events)
         except BaseException:
             await amgr.close()
             raise
@@ -187,14 +199,25 @@ class ASGIServer:
     # -- events -------------------------------------------------------------------------
 
     def _on_event(self, conn: Connection, ev: int, data: Any) -> None:
-        if ev == MG_EV_HTTP_MSG:
+        if ev == MG_EV_HTTP_HDRS:
             self._on_request(conn, data)
             return
         peer = conn.userdata
-        cycle = peer.cycle if peer is not None else None
-        if cycle is None:
+        if peer is None:
             return
-        if ev == MG_EV_WS_MSG:
+        cycle = peer.cycle
+        if ev == PYMG_EV_HTTP_BODY:
+            cycle.on_body(data)
+        elif ev == PYMG_EV_HTTP_BODY_END:
+            cycle.on_body_end()
+        elif ev == MG_EV_HTTP_MSG:
+            if peer.static:
+                peer.static = False
+                assert self._root is not None
+                conn.serve_dir(data, self._root)
+        elif cycle is None:
+            return
+        elif ev == MG_EV_WS_MSG:
             cycle.on_message(data.data, data.op == WEBSOCKET_OP_TEXT)
         elif ev == MG_EV_CLOSE:
             cycle.on_disconnect()
@@ -219,14 +242,16 @@ class ASGIServer:
         hm = message._live()
         head = _unpack(hm.head.buf, hm.head.len)
         method, raw_path, query, path, version, headers = parse_head(head)
-        root = self._root
-        if root is not None and (method == "GET" or method == "HEAD") and \
-                self._is_static(path):
-            conn.serve_dir(message, root)
-            return
         peer = conn.userdata
         if peer is None:
             peer = conn.userdata = _Peer(conn)
+            peer.events = self._events
+        root = self._root
+        if root is not None and (method == "GET" or method == "HEAD") and \
+                self._is_static(path):
+            peer.static = True  # Mongoose answers it at MG_EV_HTTP_MSG
+            peer.cycle = None
+            return
         upgrade = header_value(headers, b"upgrade")
         websocket = upgrade is not None and upgrade.lower() == b"websocket"
         scope: dict[str, Any] = {
@@ -267,8 +292,17 @@ class ASGIServer:
                 keep_alive = connection is None or connection.lower() != b"close"
             else:
                 keep_alive = connection is not None and connection.lower() == b"keep-alive"
-            body = _unpack(hm.body.buf, hm.body.len) if hm.body.len else b""
-            cycle = HttpCycle(loop, conn, scope, body, keep_alive)
+            length = header_value(headers, b"content-length")
+            body_follows = (length is not None and length.strip() != b"0") or \
+                header_value(headers, b"transfer-encoding") is not None
+            if body_follows:
+                try:
+                    conn.stream_body(message)
+                except ValueError as exc:
+                    conn.reply(400, f"Bad request: {exc}\n", {"Connection": "close"})
+                    peer.cycle = None
+                    return
+            cycle = HttpCycle(loop, conn, scope, body_follows, keep_alive)
             cycle.log_access = self._access_log
             peer.cycle = cycle
             task = loop.create_task(self._run_http(cycle))

@@ -23,6 +23,7 @@ class App:
     def __init__(self) -> None:
         self.http_calls = 0
         self.ws_messages: list[dict[str, Any]] = []
+        self.http_messages: list[dict[str, Any]] = []
         self.done = threading.Event()  # the test waits for it from its own thread
         self.send_errors: list[BaseException] = []
 
@@ -31,6 +32,13 @@ class App:
             raise RuntimeError("no lifespan")
         if scope["type"] == "http":
             self.http_calls += 1
+            if scope["method"] == "POST":  # read the body; note how it ended
+                while True:
+                    message = await receive()
+                    self.http_messages.append(message)
+                    if message["type"] == "http.disconnect" or not message["more_body"]:
+                        break
+                self.done.set()
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
             return
@@ -74,14 +82,18 @@ def test_malformed_request_gets_an_error_status_or_a_clean_close(garbage: bytes)
         serving_check(srv)
 
 
-def test_client_leaving_mid_body_never_reaches_the_app() -> None:
+def test_client_leaving_mid_body_gives_the_app_http_disconnect() -> None:
     app = App()
     with running_asgi(app) as srv:
         with socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT) as sock:
             sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
                          + b"x" * 1000)
+        assert app.done.wait(TIMEOUT)
         serving_check(srv)
-        assert app.http_calls == 1  # only the check
+    received = b"".join(m.get("body", b"") for m in app.http_messages)
+    assert received == b"x" * 1000
+    assert all(m["more_body"] for m in app.http_messages[:-1])
+    assert app.http_messages[-1] == {"type": "http.disconnect"}
 
 
 def test_websocket_client_vanishing_gives_disconnect_1006() -> None:
