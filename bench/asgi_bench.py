@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import re
 import shutil
 import statistics
 import sys
@@ -27,8 +29,54 @@ import run as harness  # noqa: E402 - bench/run.py, next to this file
 
 SERVER = BENCH / "servers" / "asgi_server.py"
 PEERS = ("uvicorn (httptools, uvloop)", "granian (uvloop)")
-WORKLOAD = harness.Workload("asgi-hello", "Starlette hello world, 50 keep-alive conns",
-                            "asgi", "req/s", ())
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its descendants (granian runs a child)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    wanted, total = {pid}, 0.0
+    changed = True
+    while changed:
+        changed = False
+        for child, (parent, _) in stats.items():
+            if parent in wanted and child not in wanted:
+                wanted.add(child)
+                changed = True
+    for p in wanted:
+        total += stats.get(p, (0, 0.0))[1]
+    return total
+
+
+def measure(server: harness.Server, seconds: float, warmup: float) -> tuple[float, float]:
+    """(requests per second, requests per server CPU-second) from one wrk run.
+
+    The second figure holds still on a busy machine: it counts only the CPU time the
+    server really got."""
+    url = f"http://127.0.0.1:{server.port}/"
+    base = ["wrk", "-t1", f"-c{harness.HTTP_CONNECTIONS}", "--timeout", "5s"]
+    if warmup > 0:
+        harness.run(harness.pinned(harness.LOAD_CORE, [*base, f"-d{max(1, round(warmup))}s", url]))
+    before = tree_cpu_seconds(server.proc.pid)
+    proc = harness.run(harness.pinned(harness.LOAD_CORE,
+                                      [*base, f"-d{max(1, round(seconds))}s", url]))
+    cpu = tree_cpu_seconds(server.proc.pid) - before
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", proc.stdout)
+    count = re.search(r"(\d+) requests in", proc.stdout)
+    if not rate or not count:
+        raise SystemExit(f"bench: cannot read wrk's output:\n{proc.stdout}")
+    if re.search(r"Socket errors|Non-2xx", proc.stdout):
+        harness.log("  wrk reported errors")
+    return float(rate.group(1)), int(count.group(1)) / max(cpu, 1e-9)
 
 
 def contenders(cpython: str, pypy: Optional[str]) -> list[tuple[str, list[str]]]:
@@ -59,38 +107,52 @@ def main(argv: Optional[list[str]] = None) -> int:
     pypy = None
     if not args.no_pypy and shutil.which("pypy3"):
         pypy = harness.make_venv("pypy3", out / "venv-asgi-pypy", ["starlette"])
-    paths = harness.Paths(out, Path(), Path(), out, out / "post.lua")
     servers = contenders(cpython, pypy)
     values: dict[str, list[float]] = {label: [] for label, _ in servers}
     ratios: dict[str, list[float]] = {label: [] for label, _ in servers}
+    per_cpu: dict[str, list[float]] = {label: [] for label, _ in servers}
+    cpu_ratios: dict[str, list[float]] = {label: [] for label, _ in servers}
     with contextlib.ExitStack() as stack:
         running = {label: stack.enter_context(harness.started(cmd, label))
                    for label, cmd in servers}
         for rnd in range(rounds):
             order = servers if rnd % 2 == 0 else servers[::-1]
-            this_round = {}
+            this_round, this_cpu = {}, {}
             for label, _ in order:
                 warm = warmup * (3 if rnd == 0 and "PyPy" in label else 1)
                 if rnd > 0:
                     warm /= 4
-                value = harness.measure(WORKLOAD, running[label], duration, warm, paths)
-                this_round[label] = value
-                harness.log(f"  round {rnd + 1}/{rounds}: {label:30s} {value:10,.0f} req/s")
+                value, efficiency = measure(running[label], duration, warm)
+                this_round[label], this_cpu[label] = value, efficiency
+                harness.log(f"  round {rnd + 1}/{rounds}: {label:30s} {value:10,.0f} req/s "
+                            f"{efficiency:10,.0f} req/CPU-s")
             best_peer = max(this_round[p] for p in PEERS)
+            best_cpu = max(this_cpu[p] for p in PEERS)
             for label, value in this_round.items():
                 values[label].append(value)
                 ratios[label].append(value / best_peer)
+                per_cpu[label].append(this_cpu[label])
+                cpu_ratios[label].append(this_cpu[label] / best_cpu)
     lines = [
         f"Measured {harness.time.strftime('%Y-%m-%d')} on {harness.platform_line()}; "
         f"{rounds} alternating rounds of {duration:g} s, wrk -t1 -c50 on CPU 1, "
         "servers on CPU 0, one worker each.",
         "",
-        "| server | median req/s | vs fastest peer (median of per-round ratios) |",
-        "| --- | ---: | ---: |",
+        "| server | req/s | vs fastest peer | req per server CPU-second | vs most "
+        "efficient peer |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for label, _ in servers:
         lines.append(f"| {label} | {statistics.median(values[label]):,.0f} | "
-                     f"{statistics.median(ratios[label]):.2f}x |")
+                     f"{statistics.median(ratios[label]):.2f}x | "
+                     f"{statistics.median(per_cpu[label]):,.0f} | "
+                     f"{statistics.median(cpu_ratios[label]):.2f}x |")
+    lines += [
+        "",
+        "Medians over the rounds; each ratio is the median of per-round ratios against the "
+        "best peer (uvicorn or granian) of the same round. req per server CPU-second = "
+        "requests served / CPU time (user + system) the server's processes used meanwhile.",
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     (out / "asgi.md").write_text(text)
