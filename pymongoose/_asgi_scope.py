@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, MutableMapping
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 from urllib.parse import unquote
 
 __all__ = [
     "ASGI_INFO",
+    "CONNECTION",
+    "CONTENT_LENGTH",
+    "TRANSFER_ENCODING",
+    "UPGRADE",
+    "WS_KEY",
+    "WS_PROTOCOL",
     "ASGIApp",
     "ClientDisconnected",
     "Message",
@@ -42,22 +48,34 @@ class ClientDisconnected(OSError):
     """The client has gone: the message could not be sent."""
 
 
-Head = tuple[str, bytes, bytes, str, str, list[tuple[bytes, bytes]]]
+#: Headers the server itself acts on, by the slot parse_head reports them in.
+_NOTED = {b"connection": 0, b"content-length": 1, b"transfer-encoding": 2, b"upgrade": 3,
+          b"sec-websocket-key": 4, b"sec-websocket-protocol": 5}
+
+Head = tuple[str, bytes, bytes, str, str, list[tuple[bytes, bytes]], list[Optional[bytes]]]
 
 
 def parse_head(head: bytes) -> Head:
-    """``(method, raw_path, query_string, path, http_version, headers)`` of a request head.
+    """``(method, raw_path, query_string, path, http_version, headers, noted)`` of a
+    request head.
 
     Mongoose has already validated the request line and headers. Header names are
     lower-cased and values stripped, as ASGI wants them; ``path`` is percent-decoded.
+    ``noted`` holds the first value of each header in ``_NOTED`` (None when absent).
     """
     lines = head.split(b"\r\n")
     method, target, proto = lines[0].split(b" ", 2)
     headers = []
+    noted: list[Optional[bytes]] = [None] * 6
     for line in lines[1:]:
         if line:
             name, _, value = line.partition(b":")
-            headers.append((name.strip().lower(), value.strip()))
+            name = name.strip().lower()
+            value = value.strip()
+            headers.append((name, value))
+            slot = _NOTED.get(name)
+            if slot is not None and noted[slot] is None:
+                noted[slot] = value
     if not target.startswith(b"/"):
         # absolute-form ("http://host/path?q") or asterisk-form ("*")
         scheme_end = target.find(b"://")
@@ -69,12 +87,7 @@ def parse_head(head: bytes) -> Head:
     if "%" in path:
         path = unquote(path, errors="surrogateescape")
     version = proto.strip()[5:].decode("latin-1") or "1.1"
-    return method.decode("latin-1"), raw_path, query, path, version, headers
+    return method.decode("latin-1"), raw_path, query, path, version, headers, noted
 
 
-def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> Any:
-    """The first value of header ``name`` (lower-case), or None."""
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
+CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE, WS_KEY, WS_PROTOCOL = range(6)

@@ -21,10 +21,15 @@ from ._asgi_http import report as report_http
 from ._asgi_lifespan import Lifespan, LifespanFailure
 from ._asgi_scope import (
     ASGI_INFO,
+    CONNECTION,
+    CONTENT_LENGTH,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    WS_KEY,
+    WS_PROTOCOL,
     ASGIApp,
     ClientDisconnected,
     ProtocolError,
-    header_value,
     parse_head,
 )
 from ._asgi_ws import WebSocketCycle
@@ -241,7 +246,7 @@ class ASGIServer:
             return
         hm = message._live()
         head = _unpack(hm.head.buf, hm.head.len)
-        method, raw_path, query, path, version, headers = parse_head(head)
+        method, raw_path, query, path, version, headers, noted = parse_head(head)
         peer = conn.userdata
         if peer is None:
             peer = conn.userdata = _Peer(conn)
@@ -252,7 +257,7 @@ class ASGIServer:
             peer.static = True  # Mongoose answers it at MG_EV_HTTP_MSG
             peer.cycle = None
             return
-        upgrade = header_value(headers, b"upgrade")
+        upgrade = noted[UPGRADE]
         websocket = upgrade is not None and upgrade.lower() == b"websocket"
         scope: dict[str, Any] = {
             "type": "websocket" if websocket else "http",
@@ -273,12 +278,12 @@ class ASGIServer:
         loop = self._loop
         assert loop is not None
         if websocket:
-            key = header_value(headers, b"sec-websocket-key")
+            key = noted[WS_KEY]
             if method != "GET" or not key:
                 conn.reply(400, "Bad WebSocket handshake\n", {"Connection": "close"})
                 conn.drain()
                 return
-            protocols = header_value(headers, b"sec-websocket-protocol")
+            protocols = noted[WS_PROTOCOL]
             scope["subprotocols"] = [p.strip().decode("latin-1")
                                      for p in protocols.split(b",")] if protocols else []
             ws = WebSocketCycle(loop, conn, scope, key)
@@ -287,14 +292,14 @@ class ASGIServer:
             task = loop.create_task(self._run_ws(ws))
         else:
             scope["method"] = method
-            connection = header_value(headers, b"connection")
+            connection = noted[CONNECTION]
             if version == "1.1":
                 keep_alive = connection is None or connection.lower() != b"close"
             else:
                 keep_alive = connection is not None and connection.lower() == b"keep-alive"
-            length = header_value(headers, b"content-length")
-            body_follows = (length is not None and length.strip() != b"0") or \
-                header_value(headers, b"transfer-encoding") is not None
+            length = noted[CONTENT_LENGTH]
+            body_follows = (length is not None and length != b"0") or \
+                noted[TRANSFER_ENCODING] is not None
             if body_follows:
                 try:
                     conn.stream_body(message)
