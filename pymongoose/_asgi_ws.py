@@ -168,6 +168,13 @@ class WebSocketCycle:
             lib.pymg_asgi_send(c, response, len(response), 1)
             self._conn.drain()
 
+    def going_away(self) -> None:
+        """The server is shutting down: close an open session with 1001."""
+        if self._state == _OPEN:
+            self._close(1001, "server shutting down")
+        elif self._state == _CONNECTING:
+            self._reply_and_close(_SERVER_ERROR)
+
     def finish(self, exc: Optional[BaseException]) -> None:
         """The application returned or raised: close what it left open, log once."""
         state = self._state

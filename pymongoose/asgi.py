@@ -332,7 +332,7 @@ class ASGIServer:
         try:
             await self._app(ws.scope, ws.receive, ws.send)
         except asyncio.CancelledError:
-            ws.finish(None)
+            ws.going_away()
             raise
         except BaseException as exc:
             ws.finish(exc)

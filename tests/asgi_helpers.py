@@ -51,6 +51,7 @@ def running_asgi(app: Any, loop_kind: str = "asyncio", **kwargs: Any) -> Iterato
     async def main() -> None:
         server = ASGIServer(app, **kwargs)
         box["server"] = server
+        stop = box["stop"] = asyncio.Event()
         try:
             await server.start("http://127.0.0.1:0")
             box["url"] = server.url
@@ -59,7 +60,8 @@ def running_asgi(app: Any, loop_kind: str = "asyncio", **kwargs: Any) -> Iterato
             ready.set()
             return
         ready.set()
-        await server.serve_forever()
+        await stop.wait()  # the test may close the server itself meanwhile
+        await server.close()
 
     def thread_main() -> None:
         try:
@@ -77,7 +79,7 @@ def running_asgi(app: Any, loop_kind: str = "asyncio", **kwargs: Any) -> Iterato
     try:
         yield running
     finally:
-        asyncio.run_coroutine_threadsafe(running.server.close(), loop).result(TIMEOUT)
+        loop.call_soon_threadsafe(box["stop"].set)
         thread.join(TIMEOUT)
         assert not thread.is_alive()
 

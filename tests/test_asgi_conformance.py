@@ -259,3 +259,62 @@ def test_http_1_0_streamed_response_ends_with_the_connection() -> None:
     head, _, body = raw.partition(b"\r\n\r\n")
     assert b"transfer-encoding" not in head.lower()
     assert body == b"abcdefghi"
+
+
+def test_pipelined_requests_are_answered_in_order() -> None:
+    app = Recorder()
+    with running_asgi(app) as srv:
+        requests_ = b"".join(b"POST /p%d HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n%02d"
+                             % (i, i) for i in range(5))
+        raw = raw_request(srv.port, requests_ + b"GET /last HTTP/1.1\r\nHost: x\r\n"
+                                                b"Connection: close\r\n\r\n")
+    replies = raw.split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert len(replies) == 6
+    assert [r.rsplit(b"\r\n\r\n", 1)[1] for r in replies] == [b"00", b"01", b"02", b"03",
+                                                             b"04", b""]
+    assert [s["path"] for s in app.scopes] == ["/p0", "/p1", "/p2", "/p3", "/p4", "/last"]
+
+
+async def send_buffer_sizes(server: Any) -> list[int]:
+    return [c.send_len for c in server.manager.connections if not c.is_listening]
+
+
+def test_large_streamed_response_waits_for_a_slow_client() -> None:
+    import hashlib
+
+    piece = bytes(range(256)) * 1024  # 256 KiB
+    pieces = 48  # 12 MiB: far more than the 1 MiB the server lets wait per connection
+    buffered: list[int] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError("http only")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(pieces):
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    with running_asgi(app) as srv, socket.create_connection(("127.0.0.1", srv.port),
+                                                            timeout=TIMEOUT) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            if len(buffered) < 20:  # look from the server's own thread
+                buffered.extend(srv.call(send_buffer_sizes(srv.server)))
+    body = data.partition(b"\r\n\r\n")[2]
+    decoded, rest = b"", body
+    while True:  # undo the chunked framing
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        decoded += rest[:size]
+        rest = rest[size + 2:]
+    assert hashlib.sha256(decoded).digest() == hashlib.sha256(piece * pieces).digest()
+    # The send buffer never held much more than the high-water mark plus one piece.
+    assert max(buffered) <= (1 << 20) + 2 * len(piece)

@@ -81,3 +81,24 @@ def test_serve_exits_non_zero_with_the_message(tmp_path: Path) -> None:
                           text=True, timeout=60)
     assert done.returncode != 0
     assert "no config file" in done.stderr
+
+
+def test_closing_the_server_closes_websockets_with_1001_and_stops_requests() -> None:
+    import websocket
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            raise RuntimeError("no lifespan")
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    with running_asgi(app) as srv:
+        ws = websocket.create_connection(srv.ws_url, timeout=TIMEOUT)
+        srv.call(srv.server.close())
+        opcode, frame = ws.recv_data(control_frame=True)
+        assert opcode == websocket.ABNF.OPCODE_CLOSE
+        assert int.from_bytes(frame[:2], "big") == 1001
+        with pytest.raises(requests.ConnectionError):
+            requests.get(srv.url, timeout=TIMEOUT)
