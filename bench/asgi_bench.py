@@ -79,6 +79,33 @@ def measure(server: harness.Server, seconds: float, warmup: float) -> tuple[floa
     return float(rate.group(1)), int(count.group(1)) / max(cpu, 1e-9)
 
 
+class _Command:
+    """What bench/run.py's callgrind_instructions expects of a contender."""
+
+    def __init__(self, label: str, cmd: list[str]) -> None:
+        self.label = label
+        self._cmd = cmd
+
+    def command(self, mode: str, paths: object) -> list[str]:
+        return self._cmd
+
+
+def instructions(servers: list[tuple[str, list[str]]], out: Path,
+                 count: int) -> dict[str, Optional[float]]:
+    """Instructions per request under callgrind (one keep-alive client, warm server).
+
+    Granian is left out: its worker is a separate process started by our wrapper."""
+    paths = harness.Paths(out, Path(), Path(), out, out / "post.lua")
+    found: dict[str, Optional[float]] = {}
+    for label, cmd in servers:
+        if "granian" in label or "PyPy" in label:
+            continue
+        harness.log(f"callgrind: {label}")
+        found[label] = harness.callgrind_instructions(
+            _Command(label, cmd), paths, count)  # type: ignore[arg-type]
+    return found
+
+
 def contenders(cpython: str, pypy: Optional[str]) -> list[tuple[str, list[str]]]:
     found = [
         ("pymongoose (CPython, uvloop)", [cpython, str(SERVER), "pymongoose"]),
@@ -96,6 +123,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--no-pypy", action="store_true")
+    parser.add_argument("--callgrind", type=int, default=2000, metavar="N",
+                        help="requests measured under callgrind (0: skip)")
     parser.add_argument("--publish", action="store_true",
                         help="also write bench/results/asgi.md")
     args = parser.parse_args(argv)
@@ -153,6 +182,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         "best peer (uvicorn or granian) of the same round. req per server CPU-second = "
         "requests served / CPU time (user + system) the server's processes used meanwhile.",
     ]
+    if args.callgrind and not args.quick:
+        counted = instructions(servers, out, args.callgrind)
+        lines += ["", "| callgrind: instructions per request (1 keep-alive client) | "
+                  "instructions |", "| --- | ---: |"]
+        lines += [f"| {label} | {value:,.0f} |" for label, value in counted.items()
+                  if value is not None]
     text = "\n".join(lines) + "\n"
     print(text)
     (out / "asgi.md").write_text(text)
