@@ -233,7 +233,7 @@ class HttpCycle:
     def _frame_head(self, body: bytes, more: bool) -> bytes:
         status = self._status
         parts = [_status_line(status)]
-        framed = chunked = dated = False
+        framed = chunked = dated = told = False
         count = 0
         try:
             for name, value in self._wire_headers:
@@ -243,8 +243,10 @@ class HttpCycle:
                 elif lname == b"transfer-encoding":
                     framed = True
                     chunked = b"chunked" in value.lower()
-                elif lname == b"connection" and value.lower() == b"close":
-                    self._keep_alive = False
+                elif lname == b"connection":
+                    told = True
+                    if value.lower() == b"close":
+                        self._keep_alive = False
                 elif lname == b"date":
                     dated = True
                 parts += (name, b": ", value, b"\r\n")
@@ -271,6 +273,12 @@ class HttpCycle:
                 chunked = True
             else:
                 self._keep_alive = False  # HTTP/1.0: the end of the body is the close
+        if not told:
+            # Say what HTTP/1.0 would not assume, and when this connection ends.
+            if not self._keep_alive:
+                head += b"connection: close\r\n"
+            elif self.scope["http_version"] == "1.0":
+                head += b"connection: keep-alive\r\n"
         self._chunked = chunked
         self._state = _STREAMING
         return head + b"\r\n" + self._frame_body(body, more)

@@ -318,3 +318,21 @@ def test_large_streamed_response_waits_for_a_slow_client() -> None:
     assert hashlib.sha256(decoded).digest() == hashlib.sha256(piece * pieces).digest()
     # The send buffer never held much more than the high-water mark plus one piece.
     assert max(buffered) <= (1 << 20) + 2 * len(piece)
+
+
+def test_http_1_0_keep_alive_is_said_and_honoured() -> None:
+    app = Recorder()
+    with running_asgi(app) as srv, socket.create_connection(("127.0.0.1", srv.port),
+                                                            timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        reply = sock.recv(65536)
+        assert b"connection: keep-alive\r\n" in reply
+        sock.sendall(b"GET /b HTTP/1.0\r\n\r\n")
+        reply = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        assert b"connection: close\r\n" in reply
+    assert [s["http_version"] for s in app.scopes] == ["1.0", "1.0"]
