@@ -5,9 +5,11 @@
  * Plain declarations only. */
 
 /* Queue `len` bytes of a response (head, body or both, already framed by
- * Python). With `end` set the response is complete: Mongoose may then parse
- * the connection's next request (it holds pipelined requests back until
- * then). Returns 0 when the send buffer could not grow. */
+ * Python) and write what the socket takes at once (plain TCP). With `end` set
+ * the response is complete: Mongoose may then parse the connection's next
+ * request (it holds pipelined requests back until then). Returns 0 when the
+ * send buffer could not grow, 2 when nothing is left for a poll to do (all
+ * sent, nothing received waiting), 1 otherwise. */
 int pymg_asgi_send(struct mg_connection *c, const char *data, size_t len, int end);
 
 /* Complete a WebSocket handshake whose request has expired: `key` is the

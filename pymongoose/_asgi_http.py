@@ -217,8 +217,9 @@ class HttpCycle:
                 data = self._frame_body(body, more)
             await self._write(data, not more)
         elif mtype == "http.response.start" and state == _START:
-            self._status = message["status"]
-            _status_line(self._status)  # checks it
+            status = self._status = message["status"]
+            if status not in _STATUS_LINES:
+                _status_line(status)  # checks it
             self._wire_headers = message.get("headers", ())
             self._state = _FIRST_BODY
         elif state == _DONE and mtype == "http.response.body":
@@ -301,12 +302,14 @@ class HttpCycle:
             if end:
                 self._finish()
             return  # ASGI: sending to a client that has gone is not the app's error
-        if not _asgi_send(c, data, len(data), 1 if end else 0):
-            conn.close()
-            raise ClientDisconnected("cannot grow the send buffer; connection closed")
-        wake = conn._manager._on_work_queued
-        if wake is not None:
-            wake()
+        done = _asgi_send(c, data, len(data), 1 if end else 0)
+        if done != 2:  # 2: all written and no request waiting: no poll needed
+            if not done:
+                conn.close()
+                raise ClientDisconnected("cannot grow the send buffer; connection closed")
+            wake = conn._manager._on_work_queued
+            if wake is not None:
+                wake()
         if end:
             self._finish()
         elif int(c.send.len) > HIGH_WATER:

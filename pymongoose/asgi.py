@@ -33,7 +33,7 @@ from ._asgi_scope import (
     parse_head,
 )
 from ._asgi_ws import WebSocketCycle
-from ._ffi import ffi
+from ._ffi import ffi, lib
 from .aio import AsyncManager
 from .connection import Connection
 from .constants import (
@@ -60,18 +60,21 @@ _EVENTS = (MG_EV_HTTP_HDRS, PYMG_EV_HTTP_BODY, PYMG_EV_HTTP_BODY_END, MG_EV_WS_M
            MG_EV_WS_CTL, MG_EV_CLOSE)
 _EVENTS_WITH_STATIC = (*_EVENTS, MG_EV_HTTP_MSG)
 _unpack = ffi.unpack
+_conn_flags = lib.pymg_conn_flags
+_F_CLOSING = lib.PYMG_CLOSING
 
 
 class _Peer:
     """What the server keeps per connection: addresses (read once) and the live cycle."""
 
-    __slots__ = ("client", "cycle", "events", "server", "static")
+    __slots__ = ("client", "cycle", "events", "is_tls", "server", "static")
 
     def __init__(self, conn: Connection) -> None:
         remote, local = conn.remote_addr, conn.local_addr
         self.client = (remote[0], remote[1]) if remote else None
         self.server = (local[0], local[1]) if local else None
         self.cycle: Any = None
+        self.is_tls = conn.is_tls
         self.static = False  # the request in flight is a file under root
         self.events: tuple[int, ...] = ()  # the interest its send() set, if not the server's
 
@@ -240,7 +243,7 @@ class ASGIServer:
         cycle.on_close_frame(code, reason)
 
     def _on_request(self, conn: Connection, message: HttpMessage) -> None:
-        if conn.is_closing:
+        if _conn_flags(conn._c) & _F_CLOSING:
             # Mongoose hands over what it has when a client leaves mid-request (a body
             # cut short): nobody is left to answer.
             return
@@ -263,8 +266,8 @@ class ASGIServer:
             "type": "websocket" if websocket else "http",
             "asgi": ASGI_INFO,
             "http_version": version,
-            "scheme": ("wss" if conn.is_tls else "ws") if websocket else
-                      ("https" if conn.is_tls else "http"),
+            "scheme": ("wss" if peer.is_tls else "ws") if websocket else
+                      ("https" if peer.is_tls else "http"),
             "path": path,
             "raw_path": raw_path,
             "query_string": query,
