@@ -102,3 +102,42 @@ def test_closing_the_server_closes_websockets_with_1001_and_stops_requests() -> 
         assert int.from_bytes(frame[:2], "big") == 1001
         with pytest.raises(requests.ConnectionError):
             requests.get(srv.url, timeout=TIMEOUT)
+
+
+def test_serve_runs_until_sigterm_then_shuts_down(tmp_path: Path) -> None:
+    import re
+    import signal
+
+    module = tmp_path / "small_app.py"
+    module.write_text(textwrap.dedent("""
+        async def app(scope, receive, send):
+            if scope["type"] == "lifespan":
+                while True:
+                    message = await receive()
+                    kind = message["type"].split(".")[1]
+                    print("lifespan", kind, flush=True)
+                    await send({"type": f"lifespan.{kind}.complete"})
+                    if kind == "shutdown":
+                        return
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"served"})
+    """))
+    code = ("import small_app; from pymongoose.asgi import serve; "
+            "serve(small_app.app, 'http://127.0.0.1:0', access_log=True)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "lifespan startup"
+        url = re.search(r"http://\S+", proc.stdout.readline())
+        assert url is not None
+        assert requests.get(url.group(0) + "/x?y=1", timeout=TIMEOUT).text == "served"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert out.strip().endswith("lifespan shutdown")
+    assert '"GET /x?y=1 HTTP/1.1" 200 6' in err  # the access log
