@@ -119,7 +119,7 @@ class ASGIServer:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed: Optional[asyncio.Event] = None
-        self._state: dict[str, Any] = {}
+        self._state: Optional[dict[str, Any]] = None  # the lifespan's, when it ran
         self._events = _EVENTS if root is None else _EVENTS_WITH_STATIC
 
     # -- what it is ---------------------------------------------------------------------
@@ -276,8 +276,9 @@ class ASGIServer:
             "client": peer.client,
             "server": peer.server,
         }
-        if self._state:
-            scope["state"] = self._state.copy()
+        state = self._state
+        if state is not None:
+            scope["state"] = state.copy()
         loop = self._loop
         assert loop is not None
         if websocket:
