@@ -7,7 +7,9 @@ import itertools
 import logging
 import os
 import signal
+import socket
 import threading
+import time
 from collections.abc import Iterable
 from types import FrameType
 from typing import Any, Callable, Optional, Union
@@ -429,11 +431,12 @@ class Manager:
         if self._close_requested:
             self._settle()
 
-    def run(self, poll_ms: int = 100) -> None:
+    def run(self, poll_ms: int = 100, *, shutdown_timeout: Optional[float] = None) -> None:
         """Poll until SIGINT or SIGTERM (or close()), then close the Manager.
 
-        Signal handlers are installed only when called from the main thread, and the
-        previous ones are restored on return.
+        With ``shutdown_timeout`` (seconds), the signal starts a graceful
+        :meth:`shutdown` instead of closing at once. Signal handlers are installed only
+        when called from the main thread, and the previous ones are restored on return.
         """
         stop = threading.Event()
 
@@ -447,10 +450,50 @@ class Manager:
         try:
             while not stop.is_set() and not self.closed:
                 self.poll(poll_ms)
+            if shutdown_timeout is not None and not self.closed:
+                self.shutdown(shutdown_timeout, poll_ms=min(poll_ms, 50))
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
             self.close()
+
+    def shutdown(self, timeout: float = 30.0, *, poll_ms: int = 50) -> bool:
+        """Stop gracefully: stop accepting, finish in-flight work, then close().
+
+        Listeners close at once; idle connections (no request being received or
+        answered, nothing left to send: see ``Connection.is_busy``) are closed as they
+        become idle; polling goes on until none is busy or ``timeout`` seconds passed.
+        Returns True when everything finished in time. Call it from the thread that
+        polls, outside handlers.
+        """
+        if self._m is None:
+            return True
+        if self._polling or self._depth:
+            raise RuntimeError("shutdown() cannot be called from inside an event handler")
+        deadline = time.monotonic() + max(0.0, float(timeout))
+        for conn in self.connections:
+            if conn.is_listening:
+                conn.close()
+        finished = False
+        while not self.closed:
+            busy = False
+            for conn in self.connections:
+                if conn.is_listening or conn.is_closing:
+                    continue
+                if conn.is_busy:
+                    busy = True
+                else:
+                    conn.close()
+            if not busy:
+                finished = True
+                break
+            if time.monotonic() >= deadline:
+                break
+            self.poll(poll_ms)
+        if not self.closed:
+            self.poll(0)  # let the closes above reach their handlers
+        self.close()
+        return finished
 
     # -- opening connections ------------------------------------------------------------
 
@@ -517,6 +560,37 @@ class Manager:
                 f"cannot listen on {url}: Mongoose refused the address (the host must be an "
                 "IP address or localhost, e.g. http://127.0.0.1:8000)",
             )
+        return self._wrapper(c, route)
+
+    def listen_socket(self, sock: socket.socket, handler: Optional[EventHandler] = None, *,
+                      http: bool = True,
+                      events: Optional[Iterable[int]] = None) -> Connection:
+        """Serve on an already bound and listening TCP socket (say, one a parent
+        process bound before forking workers).
+
+        Mongoose gets its own duplicate of the descriptor, so ``sock`` stays yours to
+        close. ``http=False`` serves raw TCP. ``handler`` and ``events`` work as in
+        :meth:`listen`. Several processes may serve one socket: each connection wakes
+        one of them.
+        """
+        m = self._live()
+        if not isinstance(sock, socket.socket):
+            raise TypeError(f"sock must be a socket.socket, not {type(sock).__name__}")
+        if sock.fileno() < 0:
+            raise ValueError("sock is closed")
+        if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET,
+                                                                   socket.AF_INET6):
+            raise ValueError("listen_socket needs a TCP socket (AF_INET/AF_INET6, SOCK_STREAM)")
+        if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise ValueError("sock is not listening: call sock.listen() first")
+        proto = lib.PYMG_PROTO_HTTP if http else lib.PYMG_PROTO_RAW
+        route = self._route_for(handler, events)
+        fd = os.dup(sock.fileno())
+        c = self._open(route, lambda: lib.pymg_listen_fd(m, fd, proto, route[1]))
+        if c == NULL:
+            os.close(fd)
+            self._settle()
+            raise ListenError(errno.ENOMEM, "cannot adopt the listening socket: out of memory")
         return self._wrapper(c, route)
 
     def connect(self, url: str, handler: Optional[EventHandler] = None, *,
