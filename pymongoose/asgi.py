@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import warnings
 from typing import Any, Optional
@@ -118,6 +119,7 @@ class ASGIServer:
         self._listener: Optional[Connection] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._ws_tasks: set[asyncio.Task[None]] = set()
         self._closed: Optional[asyncio.Event] = None
         self._state: Optional[dict[str, Any]] = None  # the lifespan's, when it ran
         self._events = _EVENTS if root is None else _EVENTS_WITH_STATIC
@@ -152,8 +154,10 @@ class ASGIServer:
 
     # -- life cycle ---------------------------------------------------------------------
 
-    async def start(self, url: str = "http://127.0.0.1:8000") -> None:
-        """Run the lifespan startup, then listen on ``url`` (port 0 picks a free one).
+    async def start(self, url: str = "http://127.0.0.1:8000", *,
+                    sock: Optional[socket.socket] = None) -> None:
+        """Run the lifespan startup, then listen on ``url`` (port 0 picks a free one),
+        or serve ``sock``, a listening TCP socket bound elsewhere (prefork workers).
 
         Raises :class:`LifespanFailure` when the application reports that its startup
         failed, and :class:`~pymongoose.ListenError` when ``url`` cannot be opened.
@@ -169,7 +173,12 @@ class ASGIServer:
         amgr = self._amgr = AsyncManager()
         amgr.start()
         try:
-            self._listener = amgr.listen(url, self._on_event, http=True, events=self._events)
+            if sock is not None:
+                self._listener = amgr.manager.listen_socket(sock, self._on_event, http=True,
+                                                            events=self._events)
+            else:
+                self._listener = amgr.listen(url, self._on_event, http=True,
+                                             events=self._events)
         except BaseException:
             await amgr.close()
             raise
@@ -180,13 +189,19 @@ class ASGIServer:
             raise RuntimeError("call start() first")
         await self._closed.wait()
 
-    async def close(self) -> None:
-        """Stop serving: lifespan shutdown, cancel the app's tasks, close the Manager."""
+    async def close(self, timeout: float = 0.0) -> None:
+        """Stop serving: stop accepting, give HTTP requests in flight up to ``timeout``
+        seconds to finish, cancel the application tasks left (WebSocket sessions close
+        with 1001), run the lifespan shutdown, close the Manager."""
         amgr = self._amgr
         if amgr is None or amgr.closed:
             return
         if self._listener is not None and not self._listener.is_closed:
             self._listener.close()
+        if timeout > 0:
+            http = [t for t in self._tasks if t not in self._ws_tasks]
+            if http:
+                await asyncio.wait(http, timeout=timeout)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -294,6 +309,8 @@ class ASGIServer:
             ws.request_line = f"{method} {raw_path.decode('latin-1')}"
             peer.cycle = ws
             task = loop.create_task(self._run_ws(ws))
+            self._ws_tasks.add(task)
+            task.add_done_callback(self._ws_tasks.discard)
         else:
             scope["method"] = method
             connection = noted[CONNECTION]
@@ -367,7 +384,9 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return uvloop.new_event_loop()
 
 
-async def _serve_main(app: ASGIApp, url: str, root: Optional[str], access_log: bool) -> None:
+async def _serve_main(app: ASGIApp, url: str, root: Optional[str], access_log: bool,
+                      sock: Optional[socket.socket] = None, graceful_timeout: float = 0.0,
+                      announce: bool = True) -> None:
     server = ASGIServer(app, root=root, access_log=access_log)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -376,29 +395,73 @@ async def _serve_main(app: ASGIApp, url: str, root: Optional[str], access_log: b
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stop.set)
     try:
-        await server.start(url)
-        print(f"pymongoose ASGI server listening on {server.url}", flush=True)
+        await server.start(url, sock=sock)
+        if announce:
+            print(f"pymongoose ASGI server listening on {server.url}", flush=True)
         await stop.wait()
     finally:
-        await server.close()
+        await server.close(graceful_timeout)
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signum)
+
+
+def _run_loop(main: Any) -> None:
+    loop = _new_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def _serve_workers(app: ASGIApp, url: str, workers: int, root: Optional[str],
+                   access_log: bool) -> None:
+    """Prefork: pymongoose.workers binds once and forks; each child runs its own loop,
+    lifespan and server on the shared socket. A child whose lifespan startup fails
+    tells the parent (through a pipe) and stops them all."""
+    from . import workers as prefork
+
+    failures_r, failures_w = os.pipe()
+
+    def worker_main(ctx: prefork.WorkerContext) -> None:
+        os.close(failures_r)
+        try:
+            _run_loop(_serve_main(app, ctx.url, root, access_log, sock=ctx.sock,
+                                  graceful_timeout=ctx.graceful_timeout, announce=False))
+        except LifespanFailure as exc:
+            os.write(failures_w, f"{exc}\n".encode("utf-8", "replace"))
+            os.kill(os.getppid(), signal.SIGTERM)
+            raise
+
+    try:
+        code = prefork.run(url, worker_main, workers, on_ready=lambda real_url: print(
+            f"pymongoose ASGI server listening on {real_url} ({workers} workers)",
+            flush=True))
+    finally:
+        os.close(failures_w)
+        with os.fdopen(failures_r, "rb") as failures:
+            failed = failures.read().decode("utf-8", "replace").splitlines()
+    if failed:
+        raise SystemExit(f"ASGI lifespan startup failed: {failed[0]}")
+    if code:
+        raise SystemExit(code)
 
 
 def serve(app: ASGIApp, url: str = "http://127.0.0.1:8000", *, workers: int = 1,
           root: Optional[str] = None, access_log: bool = False) -> None:
     """Serve ``app`` at ``url`` until SIGINT or SIGTERM, on uvloop when it is installed.
 
-    Prints the URL it listens on once it is ready. ``root``: static files served before
-    the application; ``access_log``: one line per request to ``pymongoose.access`` (the
+    Prints the URL it listens on once it is ready. ``workers`` > 1 forks that many
+    processes serving one socket (pymongoose.workers), each with its own lifespan; a
+    stop lets requests in flight finish. ``root``: static files served before the
+    application; ``access_log``: one line per request to ``pymongoose.access`` (the
     logger is given a stderr handler if it has none). A failed lifespan startup exits
     with the application's message and status 1.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, not {workers!r}")
-    if workers != 1:
-        raise ValueError("workers > 1 is not supported yet")
     if access_log:
         import logging
 
@@ -406,12 +469,10 @@ def serve(app: ASGIApp, url: str = "http://127.0.0.1:8000", *, workers: int = 1,
         if not access.handlers:
             access.addHandler(logging.StreamHandler(sys.stderr))
         access.setLevel(logging.INFO)
-    loop = _new_loop()
+    if workers > 1:
+        _serve_workers(app, url, workers, root, access_log)
+        return
     try:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(_serve_main(app, url, root, access_log))
+        _run_loop(_serve_main(app, url, root, access_log))
     except LifespanFailure as exc:
         raise SystemExit(f"ASGI lifespan startup failed: {exc}") from None
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
