@@ -106,14 +106,16 @@ def instructions(servers: list[tuple[str, list[str]]], out: Path,
     return found
 
 
-def contenders(cpython: str, pypy: Optional[str]) -> list[tuple[str, list[str]]]:
+def contenders(cpython: str, pypy: Optional[str],
+               workers: int = 1) -> list[tuple[str, list[str]]]:
+    n = str(workers)
     found = [
-        ("pymongoose (CPython, uvloop)", [cpython, str(SERVER), "pymongoose"]),
-        (PEERS[0], [cpython, str(SERVER), "uvicorn"]),
-        (PEERS[1], [cpython, str(SERVER), "granian"]),
+        ("pymongoose (CPython, uvloop)", [cpython, str(SERVER), "pymongoose", n]),
+        (PEERS[0], [cpython, str(SERVER), "uvicorn", n]),
+        (PEERS[1], [cpython, str(SERVER), "granian", n]),
     ]
     if pypy is not None:
-        found.append(("pymongoose (PyPy)", [pypy, str(SERVER), "pymongoose"]))
+        found.append(("pymongoose (PyPy)", [pypy, str(SERVER), "pymongoose", n]))
     return found
 
 
@@ -123,6 +125,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--no-pypy", action="store_true")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes per server (> 1: servers may use both CPUs)")
     parser.add_argument("--callgrind", type=int, default=2000, metavar="N",
                         help="requests measured under callgrind (0: skip)")
     parser.add_argument("--publish", action="store_true",
@@ -136,7 +140,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     pypy = None
     if not args.no_pypy and shutil.which("pypy3"):
         pypy = harness.make_venv("pypy3", out / "venv-asgi-pypy", ["starlette"])
-    servers = contenders(cpython, pypy)
+    servers = contenders(cpython, pypy, args.workers)
+    if args.workers > 1:  # the servers get every CPU; wrk still runs on CPU 1
+        harness.SERVER_CORE = ",".join(str(i) for i in range(os.cpu_count() or 1))
     values: dict[str, list[float]] = {label: [] for label, _ in servers}
     ratios: dict[str, list[float]] = {label: [] for label, _ in servers}
     per_cpu: dict[str, list[float]] = {label: [] for label, _ in servers}
@@ -165,7 +171,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     lines = [
         f"Measured {harness.time.strftime('%Y-%m-%d')} on {harness.platform_line()}; "
         f"{rounds} alternating rounds of {duration:g} s, wrk -t1 -c50 on CPU 1, "
-        "servers on CPU 0, one worker each.",
+        f"servers on CPU {harness.SERVER_CORE}, {args.workers} worker(s) each.",
         "",
         "| server | req/s | vs fastest peer | req per server CPU-second | vs most "
         "efficient peer |",
@@ -182,7 +188,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "best peer (uvicorn or granian) of the same round. req per server CPU-second = "
         "requests served / CPU time (user + system) the server's processes used meanwhile.",
     ]
-    if args.callgrind and not args.quick:
+    if args.callgrind and not args.quick and args.workers == 1:
         counted = instructions(servers, out, args.callgrind)
         lines += ["", "| callgrind: instructions per request (1 keep-alive client) | "
                   "instructions |", "| --- | ---: |"]
@@ -192,7 +198,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(text)
     (out / "asgi.md").write_text(text)
     if args.publish:
-        (BENCH / "results" / "asgi.md").write_text(text)
+        name = "asgi.md" if args.workers == 1 else f"asgi-{args.workers}workers.md"
+        (BENCH / "results" / name).write_text(text)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Hello-world Starlette on one ASGI server, for bench/asgi_bench.py.
 
-    python asgi_server.py pymongoose|uvicorn|granian
+    python asgi_server.py pymongoose|uvicorn|granian [WORKERS]
 
 Prints ``PORT <n>`` once it accepts connections; SIGTERM stops it.
 """
@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -64,18 +65,18 @@ async def run_uvicorn() -> None:
     await task
 
 
-def run_granian() -> None:
-    """Granian cannot report a port-0 listener: take a free port, start it, wait for it."""
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_cli(argv_for_port: Callable[[int], list[str]]) -> None:
+    """Servers that cannot report a port-0 listener: take a free port, start, wait."""
     for _attempt in range(5):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         here = os.path.dirname(os.path.abspath(__file__))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "1", "--loop", "uvloop", "--no-ws",
-             "--log-level", "warning", "asgi_server:app"],
-            cwd=here, stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv_for_port(port), cwd=here, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and proc.poll() is None:
             try:
@@ -89,13 +90,54 @@ def run_granian() -> None:
             return
         proc.kill()
         proc.wait()
-    raise SystemExit("granian did not start")
+    raise SystemExit("the server did not start")
+
+
+def granian_argv(workers: int) -> Callable[[int], list[str]]:
+    return lambda port: [
+        sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
+        "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--no-ws",
+        "--log-level", "warning", "asgi_server:app"]
+
+
+def uvicorn_argv(workers: int) -> Callable[[int], list[str]]:
+    return lambda port: [
+        sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+        "--lifespan", "off", "--no-access-log", "--log-level", "warning", "asgi_server:app"]
+
+
+def run_pymongoose_workers(workers: int) -> None:
+    from pymongoose import workers as prefork
+    from pymongoose.asgi import ASGIServer
+
+    def worker_main(ctx: prefork.WorkerContext) -> None:
+        async def main() -> None:
+            server = ASGIServer(app)
+            await server.start(sock=ctx.sock)
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+            await stop.wait()
+            await server.close()
+
+        loop = new_loop()
+        loop.run_until_complete(main())
+
+    prefork.run("http://127.0.0.1:0", worker_main, workers,
+                on_ready=lambda url: print(f"PORT {url.rsplit(':', 1)[1]}", flush=True))
 
 
 def main() -> None:
     kind = sys.argv[1]
+    workers = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     if kind == "granian":
-        run_granian()
+        run_cli(granian_argv(workers))
+        return
+    if workers > 1:
+        if kind == "uvicorn":
+            run_cli(uvicorn_argv(workers))
+        else:
+            run_pymongoose_workers(workers)
         return
     loop = new_loop()
     asyncio.set_event_loop(loop)
