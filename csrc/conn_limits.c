@@ -566,3 +566,10 @@ void pymg_guard_free(struct pymg_guard *g) {
   policy_release(g->policy);
   free(g);
 }
+
+int pymg_guard_streamed_body(struct mg_connection *c, struct pymg_guard *g, uint64_t declared) {
+  const struct pymg_limits *l = &g->policy->limits;
+  if (l->max_body_size == 0 || declared <= l->max_body_size) return 1;
+  refuse(c, g, 413);
+  return 0;
+}

@@ -916,6 +916,14 @@ static int chunk_step(struct pymg_manager *m, struct mg_connection *c, struct py
         return 0;
       }
       mg_iobuf_del(&c->recv, 0, (size_t) eol + 2);
+      /* conn_limits.c: a streamed chunked body counts against max_body_size too
+       * (a Content-Length one was judged with its head). */
+      r->body_declared = size > UINT64_MAX - r->body_declared ? UINT64_MAX
+                                                               : r->body_declared + size;
+      if (r->guard != NULL && !pymg_guard_streamed_body(c, r->guard, r->body_declared)) {
+        r->body_mode = BODY_NONE;
+        return 0;
+      }
       r->body_left = size;
       r->chunk_state = size == 0 ? CHUNK_TRAILER : CHUNK_DATA;
       return 1;
@@ -1020,6 +1028,7 @@ int pymg_stream_body(struct mg_connection *c, struct mg_http_message *hm) {
   r->body_mode = mode;
   r->chunk_state = CHUNK_SIZE;
   r->body_left = length;
+  r->body_declared = length;
   /* Everything up to the end of this head is consumed: requests before it in
    * the buffer were answered already. Mongoose's parser sees the buffer
    * change and steps aside (c->pfn = NULL) until stream_end. */

@@ -28,6 +28,7 @@ struct pymg_route {
   int chunk_state;         /* where the chunked parser is, CHUNK_* */
   int paused;              /* pymg_pause: no reading, no body pieces */
   uint64_t body_left;      /* bytes left: of the body, or of the current chunk */
+  uint64_t body_declared;  /* body bytes announced so far (Content-Length, chunk sizes) */
   mg_event_handler_t saved_pfn; /* Mongoose's HTTP parser, reattached at the end */
   int in_hdrs;             /* MG_EV_HTTP_HDRS is being handled: stream_body may start */
   int ws_fresh;            /* upgraded by pymg_ws_upgrade; bytes behind the request

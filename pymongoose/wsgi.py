@@ -37,6 +37,7 @@ from .constants import (
     PYMG_EV_HTTP_BODY,
     PYMG_EV_HTTP_BODY_END,
 )
+from .limits import Limits
 from .manager import Manager
 from .messages import HttpMessage
 from .workers import WorkerContext
@@ -459,10 +460,13 @@ class WSGIServer:
     the same; pymongoose's ``workers`` are processes, see :func:`serve`). ``root``: a
     directory Mongoose serves files from first (GET and HEAD), the app gets the rest.
     ``access_log``: one line per request to the ``pymongoose.access`` logger (INFO).
+    ``limits``: the :class:`~pymongoose.Limits` each connection gets (default
+    ``Limits()``; raise ``max_body_size`` for uploads over 16 MiB).
     """
 
     def __init__(self, app: WSGIApp, *, threads: int = 8, root: Optional[str] = None,
-                 access_log: bool = False, multiprocess: bool = False) -> None:
+                 access_log: bool = False, multiprocess: bool = False,
+                 limits: Optional[Limits] = None) -> None:
         if not callable(app):
             raise TypeError(f"app must be a WSGI callable, not {type(app).__name__}")
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
@@ -475,7 +479,7 @@ class WSGIServer:
         self.access_log = access_log
         self.multiprocess = multiprocess
         self.stopping = False
-        self._manager = Manager(self._handle, enable_wakeup=True, events=_EVENTS)
+        self._manager = Manager(self._handle, enable_wakeup=True, events=_EVENTS, limits=limits)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="pymongoose-wsgi")
         self._requests: dict[int, _Request] = {}
         self._server_name = "127.0.0.1"

@@ -232,3 +232,26 @@ def test_pause_holds_the_client_back_and_resume_finishes() -> None:
     assert len(held) == 5
     assert all(paused for paused, _ in held)
     assert len({recv_len for _, recv_len in held}) == 1
+
+
+def test_streamed_chunked_body_over_max_body_size_gets_413() -> None:
+    pieces: list[int] = []
+
+    def handler(conn: Connection, ev: int, data: Any) -> None:
+        if ev == MG_EV_HTTP_HDRS:
+            conn.stream_body(data)
+        elif ev == PYMG_EV_HTTP_BODY:
+            pieces.append(len(data))
+        elif ev == PYMG_EV_HTTP_BODY_END:
+            conn.reply(200, "whole body")
+
+    chunk = b"%x\r\n%s\r\n" % (4096, b"z" * 4096)
+    with serving(handler, limits=Limits(max_body_size=10_000)) as server, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(chunk * 2)  # 8192 bytes: within the limit
+        sock.sendall(chunk)      # 12288: over it
+        head, _body = read_response(sock)
+        assert head.startswith(b"HTTP/1.1 413")
+        assert server.errors == []
+    assert sum(pieces) <= 8192

@@ -14,6 +14,8 @@ import pytest
 import requests
 from wsgi_helpers import wsgi_serving
 
+from pymongoose import Limits
+
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 
@@ -180,7 +182,7 @@ def test_upload_larger_than_mongoose_buffer_limit_streams_through_wsgi_input() -
             yield block
 
     expected = hashlib.sha256(block * (size // len(block))).hexdigest()
-    with wsgi_serving(hashing_app) as url:
+    with wsgi_serving(hashing_app, limits=Limits(max_body_size=size)) as url:
         r = requests.post(url + "/up", data=body(), timeout=120)  # chunked upload
         assert r.text == f"{expected} {size}"
         r = requests.post(url + "/up", data=block * 8, timeout=120)  # Content-Length

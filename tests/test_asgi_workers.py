@@ -1,0 +1,79 @@
+"""serve(app, workers=N): N forked processes (pymongoose.workers) serving one socket."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import requests
+from asgi_helpers import TIMEOUT
+
+APP = textwrap.dedent("""
+    import os
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            message = await receive()
+            if os.environ.get("FAIL_STARTUP"):
+                await send({"type": "lifespan.startup.failed", "message": "no database"})
+                return
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+""")
+
+
+def start(tmp_path: Path, workers: int, env: dict[str, str]) -> subprocess.Popen[str]:
+    (tmp_path / "pid_app.py").write_text(APP)
+    code = ("import pid_app; from pymongoose.asgi import serve; "
+            f"serve(pid_app.app, 'http://127.0.0.1:0', workers={workers})")
+    return subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def test_two_workers_serve_from_two_processes_and_stop_on_sigterm(tmp_path: Path) -> None:
+    import os
+
+    proc = start(tmp_path, 2, dict(os.environ))
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "(2 workers)" in line
+        found = re.search(r"http://\S+", line)
+        assert found is not None
+        pids = set()
+        for _ in range(200):  # new connections each time: the kernel spreads them
+            pids.add(requests.get(found.group(0), timeout=TIMEOUT,
+                                  headers={"Connection": "close"}).text)
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2
+        assert str(proc.pid) not in pids
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+
+
+def test_lifespan_failure_in_workers_exits_non_zero_with_the_message(tmp_path: Path) -> None:
+    import os
+
+    proc = start(tmp_path, 2, {**os.environ, "FAIL_STARTUP": "1"})
+    try:
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert "ASGI lifespan startup failed: no database" in err
