@@ -119,8 +119,34 @@ static int wants(const struct pymg_route *r, int ev) {
   return (int) ((r->interest >> ev) & 1U);
 }
 
+/* Mongoose raises MG_EV_HTTP_HDRS before the body has arrived, and a client's
+ * MG_EV_WS_OPEN with the 101 response as parsed, whose body length is the
+ * declared Content-Length, or ~0 without one. Python reads body and message as
+ * their lengths say, so it gets a copy whose lengths stop at the received
+ * bytes (Mongoose's own `hm` must stay as it is: it decides from it whether
+ * the body is complete). Returns ev_data itself when nothing reaches past. */
+static void *received_part(struct mg_connection *c, struct mg_http_message *hm,
+                           struct mg_http_message *copy) {
+  const char *start = (const char *) c->recv.buf, *end;
+  size_t body_room, message_room;
+  if (start == NULL) return hm;
+  end = start + c->recv.len;
+  if (hm->message.buf < start || hm->message.buf > end || hm->body.buf < hm->message.buf ||
+      hm->body.buf > end) {
+    return hm; /* not in the receive buffer: nothing to measure against */
+  }
+  body_room = (size_t) (end - hm->body.buf);
+  message_room = (size_t) (end - hm->message.buf);
+  if (hm->body.len <= body_room && hm->message.len <= message_room) return hm;
+  *copy = *hm;
+  if (copy->body.len > body_room) copy->body.len = body_room;
+  if (copy->message.len > message_room) copy->message.len = message_room;
+  return copy;
+}
+
 static void route_event(struct mg_connection *c, int ev, void *ev_data) {
   struct pymg_manager *m = (struct pymg_manager *) c->mgr;
+  struct mg_http_message received;
   struct pymg_route *r = (struct pymg_route *) c->fn_data;
   struct mg_connection *outer;
   if (r == NULL) return;
@@ -154,6 +180,9 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
                  : is_deferrable(ev)    ? queue_push(m, c->id, ev, 0)
                                         : 0;
     if (!queued) {
+      if (ev == MG_EV_HTTP_HDRS || ev == MG_EV_WS_OPEN) {
+        ev_data = received_part(c, (struct mg_http_message *) ev_data, &received);
+      }
       outer = m->event_conn; /* events nest: ws_upgrade fires MG_EV_WS_OPEN */
       m->event_conn = c;
       pymg_on_event(m->slot, c->id, ev, ev_data, pymg_queue_take(m));
