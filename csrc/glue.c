@@ -43,6 +43,7 @@ struct pymg_manager {
   char *arena;      /* copies of queued WebSocket messages, PYMG_ARENA_SIZE bytes */
   size_t arena_len;
   uint64_t last_sweep; /* mg_millis() of the last idle-buffer sweep */
+  size_t freed_by_closes; /* bytes closed connections freed since the last sweep */
 };
 
 /* Events Python receives with data None: they can wait in the queue. */
@@ -190,6 +191,8 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
     }
   }
   if (ev == MG_EV_CLOSE) {
+    /* Mongoose frees these right after this event: counted for the sweep's trim. */
+    m->freed_by_closes += sizeof(*c) + sizeof(*r) + c->recv.size + c->send.size;
     free(c->fn_data);
     c->fn_data = NULL;
   }
@@ -304,7 +307,11 @@ struct mg_mgr *pymg_manager_mgr(struct pymg_manager *m) {
  * send), and the freed memory is handed back to the system. */
 static void sweep_idle_buffers(struct pymg_manager *m) {
   struct mg_connection *c;
-  size_t freed = 0;
+  /* What closed connections gave back counts too: without a trim, glibc keeps
+   * the memory of many closed connections (10,000 idle ones closing left ~6 MB
+   * resident). At most one trim per sweep, however fast connections churn. */
+  size_t freed = m->freed_by_closes;
+  m->freed_by_closes = 0;
   for (c = m->mgr.conns; c != NULL; c = c->next) {
     struct pymg_route *r = (struct pymg_route *) c->fn_data;
     if (c->fn != route_event || r == NULL || c->is_tls || c->is_listening) continue;

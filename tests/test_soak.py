@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 def test_quick_soak_has_no_failures(tmp_path: Path) -> None:
     out = tmp_path / "soak.md"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "soak.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(REPO / "bench" / "soak.py"), "--quick", "--idle", "8000",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=280, check=False,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -30,6 +31,10 @@ def test_quick_soak_has_no_failures(tmp_path: Path) -> None:
     assert http["connections"] == 2_000
     assert set(http["vmrss_kb"]) == {"start", "10%", "50%", "100%"}
     assert (ws["ok"], ws["failed"]) == (2_000, 0)
-    assert (idle["ready"], idle["errors"], idle["left_open_after_close"]) == (500, 0, 0)
-    assert idle["server_connections_while_held"] >= 500
+    assert (idle["ready"], idle["errors"], idle["left_open_after_close"]) == (8000, 0, 0)
+    assert idle["server_connections_while_held"] == 8000
+    # Memory comes back once they close. Before the glue trimmed after closes too,
+    # glibc kept over half of what the connections had added.
+    rss = idle["vmrss_kb"]
+    assert rss["after"] - rss["before"] <= 0.2 * (rss["with"] - rss["before"]), rss
     assert out.read_text() in proc.stdout
