@@ -1,7 +1,8 @@
 """A short, representative pymongoose workload in one process, for valgrind's memcheck.
 
     PYTHONMALLOC=malloc valgrind --tool=memcheck --error-exitcode=99 \\
-        --leak-check=no --track-origins=yes python bench/memcheck.py
+        --leak-check=no --track-origins=yes \\
+        --suppressions=bench/valgrind-python.supp python bench/memcheck.py
 
 (README, "Sanitizers and valgrind".) One Manager serves HTTP and WebSocket on 127.0.0.1
 and is its own client: HTTP requests over keep-alive and fresh connections, a
