@@ -13,17 +13,28 @@ flags=(-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
        -fno-sanitize-recover=undefined
        -DMG_TLS=MG_TLS_BUILTIN -DMG_ENABLE_IPV6=1
        "-DMG_MAX_RECV_SIZE=(64UL * 1024UL * 1024UL)" -I"$src" -Icsrc)
+# Our C files: build_ffi.py's GLUE_SOURCES (read, not imported: no cffi needed).
+mapfile -t glue < <(python3 - <<'PY'
+import ast
+tree = ast.parse(open("build_ffi.py").read())
+for node in tree.body:
+    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "GLUE_SOURCES":
+        print("\n".join(ast.literal_eval(node.value)))
+PY
+)
 # Mongoose and our C are built once, instrumented for coverage but without main().
-for unit in "$src/mongoose.c" csrc/glue.c csrc/util.c; do
+glue_objs=()
+for unit in "$src/mongoose.c" "${glue[@]/#/csrc/}"; do
   obj="$out/$(basename "${unit%.c}").o"
-  if [ ! -f "$obj" ] || [ "$unit" -nt "$obj" ]; then
+  if [ ! -f "$obj" ] || [ "$unit" -nt "$obj" ] || [ csrc/glue.h -nt "$obj" ]; then
     "$cc" "${flags[@]}" -fsanitize=fuzzer-no-link -c "$unit" -o "$obj"
   fi
+  [ "$unit" = "$src/mongoose.c" ] || glue_objs+=("$obj")
 done
 for target in "${@:-http_conn mqtt utils}"; do
   for t in $target; do
     case "$t" in
-      http_conn) objs=("$out/mongoose.o" "$out/glue.o") ;;
+      http_conn) objs=("$out/mongoose.o" "${glue_objs[@]}") ;;
       utils) objs=("$out/mongoose.o" "$out/util.o") ;;
       *) objs=("$out/mongoose.o") ;;
     esac
