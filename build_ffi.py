@@ -45,6 +45,10 @@ DEFINES = [
 ]
 COMPILE_ARGS = ["-O2"]
 
+# PYMONGOOSE_SANITIZE=address[,undefined]: a debugging build under ASan/UBSan (README,
+# "Sanitizers"). Only these two: either changes nothing but flags.
+SANITIZERS = ("address", "undefined")
+
 MONGOOSE_VERSION = "7.23"
 PINNED_PROJECT = "cymongoose"
 PINNED_ARCHIVE = "cymongoose-0.2.5.tar.gz"
@@ -63,6 +67,10 @@ PINNED_MEMBERS = {
 
 class MongooseSourceError(RuntimeError):
     """Mongoose's source could not be found, fetched or verified."""
+
+
+class BuildConfigError(RuntimeError):
+    """A build setting from the environment (PYMONGOOSE_SANITIZE) is not understood."""
 
 
 def _help(problem: str) -> str:
@@ -267,9 +275,27 @@ def _build_path(path: Path) -> str:
         return str(path)
 
 
+def sanitizer_args(spec: str | None = None) -> tuple[list[str], list[str]]:
+    """Extra (compile, link) arguments for ``PYMONGOOSE_SANITIZE``; empty when unset."""
+    if spec is None:
+        spec = os.environ.get("PYMONGOOSE_SANITIZE", "")
+    kinds = [k.strip() for k in spec.split(",") if k.strip()]
+    if not kinds:
+        return [], []
+    unknown = [k for k in kinds if k not in SANITIZERS]
+    if unknown:
+        raise BuildConfigError(
+            f"PYMONGOOSE_SANITIZE={spec!r}: unknown sanitizer {', '.join(unknown)}; "
+            f"use a comma-separated list of {', '.join(SANITIZERS)}."
+        )
+    flag = "-fsanitize=" + ",".join(dict.fromkeys(kinds))
+    return [flag, "-fno-omit-frame-pointer", "-g", "-O1"], [flag]
+
+
 def make_ffibuilder() -> FFI:
     """The FFI that builds ``pymongoose._mongoose_cffi``."""
     source_dir = mongoose_source_dir()
+    sanitize_compile, sanitize_link = sanitizer_args()
     builder = FFI()
     builder.cdef(_read_cdefs())
     builder.set_source(
@@ -281,7 +307,8 @@ def make_ffibuilder() -> FFI:
         + [_build_path(CSRC / s) for s in GLUE_SOURCES],
         include_dirs=[_build_path(source_dir), _build_path(CSRC)],
         define_macros=DEFINES,
-        extra_compile_args=COMPILE_ARGS,
+        extra_compile_args=COMPILE_ARGS + sanitize_compile,
+        extra_link_args=sanitize_link,
     )
     return builder
 
@@ -290,7 +317,7 @@ def ffibuilder() -> FFI:
     """Entry point for setuptools' ``cffi_modules``: one paragraph, not a traceback, on failure."""
     try:
         return make_ffibuilder()
-    except MongooseSourceError as error:
+    except (MongooseSourceError, BuildConfigError) as error:
         sys.exit(f"error: {error}")
 
 

@@ -49,8 +49,14 @@ int pymg_match(const char *s, size_t s_len, const char *pattern, size_t pattern_
   mg_match(str, pat, slots);
   for (i = 0; i < ncaps; i++) {
     int found = i < nslots && slots[i].buf != NULL;
-    caps[2 * i] = found ? (size_t) (slots[i].buf - s) : 0;
-    caps[2 * i + 1] = found ? slots[i].len : 0;
+    size_t at = found ? (size_t) (slots[i].buf - s) : 0, len = found ? slots[i].len : 0;
+    /* Backtracking can leave a slot ending before it starts (its length then
+     * wraps to nearly SIZE_MAX; found by fuzz/fuzz_utils with "##" and a later
+     * '?'): such a capture is reported empty, so every one lies inside s. */
+    if (at > s_len) at = s_len;
+    if (len > s_len - at) len = 0;
+    caps[2 * i] = at;
+    caps[2 * i + 1] = len;
   }
   free(slots);
   return 1;

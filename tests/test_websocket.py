@@ -171,6 +171,9 @@ def test_server_close_frame_reaches_the_client(echo: tuple[Server, EchoServer]) 
         handler.expect("close", conn_id)
     finally:
         ws.close()
+        # close() answers the server's close frame and may stop there (the server has
+        # gone): shutdown() releases the socket (a ResourceWarning under -X dev).
+        ws.shutdown()
 
 
 def test_server_dropping_the_connection_is_seen_by_the_client(
