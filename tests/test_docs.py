@@ -9,15 +9,30 @@ from pathlib import Path
 import pytest
 
 import pymongoose
-from pymongoose import Connection, HttpMessage, Manager, WsMessage
+from pymongoose import (
+    Connection,
+    HttpMessage,
+    Limits,
+    Manager,
+    MqttBroker,
+    MqttMessage,
+    Rpc,
+    RpcReq,
+    Timer,
+    TlsOpts,
+    WsMessage,
+)
 from pymongoose.aio import AsyncManager
+from pymongoose.asgi import ASGIServer
+from pymongoose.wsgi import WSGIServer
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 # Every name the README shows as code: `name`, `name(...)`, `obj.name`.
 DOCUMENTED = set(re.findall(r"`[^`]*?\b([A-Za-z_][A-Za-z0-9_]*)\b", README)) | set(
     re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)\(", README))
 
-CLASSES = [Manager, Connection, HttpMessage, WsMessage, AsyncManager]
+CLASSES = [Manager, Connection, HttpMessage, WsMessage, AsyncManager, Timer, TlsOpts, Limits,
+           MqttMessage, MqttBroker, Rpc, RpcReq, WSGIServer, ASGIServer]
 
 
 def public_members(cls: type) -> list[str]:
