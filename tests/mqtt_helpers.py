@@ -71,9 +71,10 @@ def _start(config_dir: Path, extra: str) -> Optional[Mosquitto]:
 
     def pump() -> None:
         assert proc.stderr is not None
-        for line in proc.stderr:
-            log.append(line)
-            lines.put(line)
+        with proc.stderr:  # closed at EOF: mosquitto has exited
+            for line in proc.stderr:
+                log.append(line)
+                lines.put(line)
         lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()

@@ -147,7 +147,11 @@ def dnsmasq(tmp_path: Path, names: dict[str, str]) -> Iterator[int]:
             finally:
                 proc.terminate()
                 proc.wait(timeout=TIMEOUT)
+                if proc.stderr is not None:
+                    proc.stderr.close()
             return
         proc.kill()
         proc.wait(timeout=TIMEOUT)  # most likely the port was taken meanwhile: retry
+        if proc.stderr is not None and _attempt < 4:
+            proc.stderr.close()
     pytest.fail(f"dnsmasq did not start: {proc.stderr.read() if proc.stderr else ''}")
