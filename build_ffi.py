@@ -239,6 +239,14 @@ MONGOOSE_FIXES = [
     }
 """,
     ),
+    (
+        # Certificate checks compare an IPv4 subjectAltName through a uint32_t load from
+        # the certificate's bytes, wherever they lie: undefined behaviour (UBSan stops
+        # on it), and a fault on CPUs that need aligned loads.
+        "aligned IPv4 subjectAltName comparison",
+        """          *((uint32_t *) name.value) == server_ip->addr.ip4)""",
+        """          memcmp(name.value, &server_ip->addr.ip4, 4) == 0)  // pymongoose fix""",
+    ),
 ]
 
 
