@@ -16,12 +16,12 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, TracebackType
 from typing import IO, Any, Callable, Optional
 from urllib.parse import unquote_to_bytes
@@ -91,17 +91,22 @@ class FileWrapper:
             yield block
 
 
+_NO_BODY_CONDITION = threading.Condition()
+
+
 class _Input:
     """``wsgi.input``: the request body as it arrives, read by the app's thread."""
 
-    def __init__(self, request: _Request) -> None:
+    def __init__(self, request: _Request, has_body: bool) -> None:
         self._request = request
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
-        self._eof = False
+        self._eof = not has_body
         self._paused = False  # the loop paused reading: the app thread asks to resume
         self._error: Optional[BaseException] = None
-        self._cond = threading.Condition()
+        # A request without a body never waits on its input: it shares one condition
+        # rather than paying for its own on every GET.
+        self._cond = threading.Condition() if has_body else _NO_BODY_CONDITION
 
     # -- the loop thread's side -----------------------------------------------------------
 
@@ -197,14 +202,14 @@ class _Request:
     """
 
     def __init__(self, server: WSGIServer, conn: Connection, environ: dict[str, Any],
-                 http10: bool, head: bool, client_close: bool) -> None:
+                 http10: bool, head: bool, client_close: bool, has_body: bool) -> None:
         self.server = server
         self.conn_id = conn.id
         self.environ = environ
         self.http10 = http10
         self.head = head
         self.client_close = client_close
-        self.input = _Input(self)
+        self.input = _Input(self, has_body)
         environ["wsgi.input"] = self.input
         self.body_done = False  # the request body ended (PYMG_EV_HTTP_BODY_END)
         self.finished = False  # the app's response has been fully queued
@@ -221,7 +226,7 @@ class _Request:
         self.wake_pending = False
         self.backlog = 0  # bytes queued for the client, not yet sent
         self.watching_writes = False
-        self.flow = threading.Condition()
+        self.flow = server._flow  # shared: app threads wait on it only while a client lags
 
     # -- from the app thread to the loop ---------------------------------------------------
 
@@ -275,13 +280,15 @@ class _Request:
         if not isinstance(headers, list):
             raise TypeError(f"headers must be a list, not {type(headers).__name__}")
         for item in headers:
-            if (not isinstance(item, tuple) or len(item) != 2
-                    or not all(isinstance(x, str) for x in item)):
+            if not (isinstance(item, tuple) and len(item) == 2
+                    and isinstance(item[0], str) and isinstance(item[1], str)):
                 raise TypeError(f"each header must be a (str, str) tuple, not {item!r}")
-            if any(ch in item[0] + item[1] for ch in "\r\n") or ":" in item[0]:
+            name, value = item
+            if "\n" in value or "\r" in value or not _is_token(name):
                 raise ValueError(f"invalid header {item!r}")
-            if item[0].lower() in _HOP_BY_HOP and item[0].lower() != "connection":
-                raise ValueError(f"the app must not set the hop-by-hop header {item[0]}")
+            lower = name.lower()
+            if lower in _HOP_BY_HOP and lower != "connection":
+                raise ValueError(f"the app must not set the hop-by-hop header {name}")
         self.status = status
         self.headers = headers
         return self.write
@@ -299,7 +306,8 @@ class _Request:
     def status_code(self) -> int:
         return int(self.status.split(" ", 1)[0]) if self.status else 500
 
-    def send_head(self, known_length: Optional[int]) -> None:
+    def head_bytes(self, known_length: Optional[int]) -> bytes:
+        """The status line and headers, framing decided; sent with the first piece."""
         code = self.status_code()
         lines = [f"HTTP/1.1 {self.status}\r\n"]
         has_length = False
@@ -331,22 +339,24 @@ class _Request:
             lines.append("Connection: close\r\n")
         lines.append("\r\n")
         self.headers_sent = True
-        self.write_bytes("".join(lines).encode("latin-1"))
+        return "".join(lines).encode("latin-1")
 
     def send_body(self, data: bytes, final: bool) -> None:
+        head = b""
         if not self.headers_sent:
             if not data and not final:
                 return  # headers wait for the first non-empty piece (PEP 3333)
-            self.send_head(len(data) if final else None)
+            head = self.head_bytes(len(data) if final else None)
         if not data or self.head or self.status_code() in _NO_BODY_STATUS:
-            return
-        if self.length is not None:
-            data = data[:max(0, self.length - self.sent)]  # never more than announced
-        self.sent += len(data)
-        if self.chunked:
-            data = b"%x\r\n%s\r\n" % (len(data), data)
-        if data:
-            self.write_bytes(data)
+            data = b""
+        else:
+            if self.length is not None:
+                data = data[:max(0, self.length - self.sent)]  # never more than announced
+            self.sent += len(data)
+            if self.chunked and data:
+                data = b"%x\r\n%s\r\n" % (len(data), data)
+        if head or data:
+            self.write_bytes(head + data)  # head and first piece: one write, one wakeup
 
     def finish(self) -> None:
         tail = b"0\r\n\r\n" if self.chunked else b""
@@ -444,6 +454,71 @@ class _Request:
                          elapsed * 1000)
 
 
+class _AppThreads:
+    """The app's thread pool: ``threads`` threads taking requests from one queue.
+
+    Leaner than ``concurrent.futures.ThreadPoolExecutor`` (no Future per request, no
+    per-submit bookkeeping), which shows at tens of thousands of requests a second.
+    Threads start as requests need them, up to ``size``.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._queue: queue.SimpleQueue[Optional[_Request]] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads waiting on the queue (approximate: a hint to start one)
+        self._lock = threading.Lock()
+
+    def submit(self, request: _Request) -> None:
+        self._queue.put(request)
+        if self._idle <= 0 and len(self._threads) < self._size:
+            with self._lock:
+                if len(self._threads) < self._size:
+                    thread = threading.Thread(target=self._work, daemon=True,
+                                              name=f"{self._name}_{len(self._threads)}")
+                    self._threads.append(thread)
+                    thread.start()
+
+    def _work(self) -> None:
+        get = self._queue.get
+        while True:
+            with self._lock:
+                self._idle += 1
+            request = get()
+            with self._lock:
+                self._idle -= 1
+            if request is None:
+                return
+            try:
+                request.run()
+            except BaseException:  # SystemExit and the like: the thread serves on
+                _log.exception("the WSGI app's thread caught an exception")
+
+    def shutdown(self) -> None:
+        """Let each thread finish its request, then end (without waiting for them)."""
+        with self._lock:
+            for _ in self._threads:
+                self._queue.put(None)
+            self._size = 0
+
+
+#: RFC 9110 token characters: what a header name may be made of.
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789"
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_token_cache: dict[str, bool] = {}
+
+
+def _is_token(name: str) -> bool:
+    """True for a valid header name (remembered: apps send the same few names)."""
+    known = _token_cache.get(name)
+    if known is None:
+        known = bool(name) and _TOKEN_CHARS.issuperset(name)
+        if len(_token_cache) < 1024:
+            _token_cache[name] = known
+    return known
+
+
 def _is_iterable(obj: object) -> bool:
     try:
         iter(obj)  # type: ignore[call-overload]
@@ -480,10 +555,23 @@ class WSGIServer:
         self.multiprocess = multiprocess
         self.stopping = False
         self._manager = Manager(self._handle, enable_wakeup=True, events=_EVENTS, limits=limits)
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="pymongoose-wsgi")
+        self._pool = _AppThreads(threads, "pymongoose-wsgi")
         self._requests: dict[int, _Request] = {}
-        self._server_name = "127.0.0.1"
-        self._server_port = "80"
+        self._flow = threading.Condition()
+        self._peers: dict[int, dict[str, str]] = {}  # per connection: its REMOTE_* keys
+        self._base_environ: dict[str, Any] = {
+            "SCRIPT_NAME": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80",
+            "SERVER_SOFTWARE": "pymongoose",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+            "wsgi.input_terminated": True,
+        }
 
     @property
     def manager(self) -> Manager:
@@ -505,7 +593,8 @@ class WSGIServer:
     def _note_address(self, listener: Connection) -> None:
         addr = listener.local_addr
         if addr is not None:
-            self._server_name, self._server_port = addr[0], str(addr[1])
+            self._base_environ["SERVER_NAME"] = addr[0]
+            self._base_environ["SERVER_PORT"] = str(addr[1])
 
     def run(self, poll_ms: int = 100, *, stop: Optional[threading.Event] = None,
             graceful_timeout: float = 30.0) -> None:
@@ -539,7 +628,7 @@ class WSGIServer:
             with request.flow:
                 request.flow.notify_all()
         self._requests.clear()
-        self._pool.shutdown(wait=False)
+        self._pool.shutdown()
 
     # -- the loop thread -------------------------------------------------------------------
 
@@ -566,6 +655,7 @@ class WSGIServer:
             assert self.root is not None
             conn.serve_dir(data, self.root)
         elif ev == MG_EV_CLOSE:
+            self._peers.pop(conn.id, None)
             request = self._requests.pop(conn.id, None)
             if request is not None:
                 request.closed = True
@@ -601,38 +691,34 @@ class WSGIServer:
         except ValueError as exc:
             conn.reply(400, f"Bad Request: {exc}\n", {"Connection": "close"})
             return
+        has_body = (environ.get("CONTENT_LENGTH", "0") not in ("0", "")
+                    or "HTTP_TRANSFER_ENCODING" in environ)
         request = _Request(self, conn, environ, http10, environ["REQUEST_METHOD"] == "HEAD",
-                           client_close)
+                           client_close, has_body)
         self._requests[conn.id] = request
-        self._pool.submit(request.run)
+        self._pool.submit(request)
 
     def _environ(self, conn: Connection, hm: HttpMessage) -> dict[str, Any]:
         raw = hm._live()
         uri = mg_str_bytes(raw.uri)
-        environ: dict[str, Any] = {
-            "REQUEST_METHOD": mg_str_bytes(raw.method).decode("latin-1"),
-            "SCRIPT_NAME": "",
-            "PATH_INFO": unquote_to_bytes(uri).decode("latin-1"),
-            "QUERY_STRING": mg_str_bytes(raw.query).decode("latin-1"),
-            "RAW_URI": (uri + (b"?" + mg_str_bytes(raw.query) if raw.query.len else b"")
-                        ).decode("latin-1"),
-            "SERVER_NAME": self._server_name,
-            "SERVER_PORT": self._server_port,
-            "SERVER_PROTOCOL": mg_str_bytes(raw.proto).decode("latin-1") or "HTTP/1.0",
-            "SERVER_SOFTWARE": "pymongoose",
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "https" if conn.is_tls else "http",
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": self.multiprocess,
-            "wsgi.run_once": False,
-            "wsgi.file_wrapper": FileWrapper,
-            "wsgi.input_terminated": True,
-        }
-        remote = conn.remote_addr
-        if remote is not None:
-            environ["REMOTE_ADDR"] = remote[0]
-            environ["REMOTE_PORT"] = str(remote[1])
+        query = mg_str_bytes(raw.query) if raw.query.len else b""
+        environ = self._base_environ.copy()  # the keys every request has the same
+        environ["REQUEST_METHOD"] = mg_str_bytes(raw.method).decode("latin-1")
+        environ["PATH_INFO"] = unquote_to_bytes(uri).decode("latin-1") if b"%" in uri \
+            else uri.decode("latin-1")
+        environ["QUERY_STRING"] = query.decode("latin-1")
+        environ["RAW_URI"] = (uri + b"?" + query if query else uri).decode("latin-1")
+        environ["SERVER_PROTOCOL"] = mg_str_bytes(raw.proto).decode("latin-1") or "HTTP/1.0"
+        environ["wsgi.errors"] = sys.stderr
+        peer = self._peers.get(conn.id)
+        if peer is None:  # the first request on this connection
+            remote = conn.remote_addr
+            peer = self._peers[conn.id] = {
+                "REMOTE_ADDR": remote[0], "REMOTE_PORT": str(remote[1]),
+            } if remote is not None else {}
+            if conn.is_tls:
+                peer["wsgi.url_scheme"] = "https"
+        environ.update(peer)
         for name, value in hm.headers():
             key = name.upper().replace("-", "_")
             if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":

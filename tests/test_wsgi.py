@@ -199,6 +199,12 @@ def failing_app(environ: Environ, start_response: StartResponse) -> Any:
     if path == "/none":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return None
+    bad_headers = {"/crlf-name": ("X-A\r\nX-Injected", "v"), "/crlf-value": ("X-A", "v\r\nX: y"),
+                   "/space-name": ("Bad Name", "v"), "/bytes-name": (b"X-A", "v"),
+                   "/list-header": ["X-A", "v"], "/hop": ("Transfer-Encoding", "chunked")}
+    if path in bad_headers:
+        start_response("200 OK", [("Content-Type", "text/plain"), bad_headers[path]])
+        return [b"should not be sent"]
     if path == "/twice":
         start_response("200 OK", [])
         start_response("200 OK", [])
@@ -211,7 +217,8 @@ def test_app_errors_give_500_and_the_server_keeps_serving(
         caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="pymongoose.wsgi"), \
             wsgi_serving(failing_app) as url:
-        for path in ("/raise", "/str", "/none", "/twice"):
+        for path in ("/raise", "/str", "/none", "/twice", "/crlf-name", "/crlf-value",
+                     "/space-name", "/bytes-name", "/list-header", "/hop"):
             r = requests.get(url + path, timeout=30)
             assert r.status_code == 500, path
             assert requests.get(url + "/ok", timeout=30).text == "alive"
