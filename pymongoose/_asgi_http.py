@@ -72,7 +72,7 @@ class HttpCycle:
         "_body_done", "_body_given", "_bytes_sent", "_chunked", "_conn", "_drained",
         "_head_only", "_keep_alive", "_loop", "_paused", "_pending", "_pending_len",
         "_send_body", "_state", "_status", "_waiter", "_wire_headers",
-        "disconnected", "log_access", "scope",
+        "disconnected", "log_access", "scope", "task",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, conn: Connection, scope: Any,
@@ -101,6 +101,8 @@ class HttpCycle:
         self.disconnected = False
         #: Whether the response goes to the access log.
         self.log_access = False
+        #: The task running the application for this request (set by the server).
+        self.task: Optional[asyncio.Task[None]] = None
 
     @property
     def request_line(self) -> str:
@@ -329,15 +331,18 @@ class HttpCycle:
 
     def _finish(self) -> None:
         """The response is complete: close if the request asked for it, log, wake."""
-        self._pending.clear()
-        self._resume()  # an unread rest of the body is read and dropped
+        if self._pending:
+            self._pending.clear()
+        if self._paused:
+            self._resume()  # an unread rest of the body is read and dropped
         if not self._keep_alive and not self._conn.is_closed:
             self._conn.drain()
         if self.log_access and access_log.isEnabledFor(logging.INFO):
             client = self.scope.get("client") or ("-", 0)
             access_log.info('%s:%d - "%s" %d %d', client[0], client[1], self.request_line,
                             self._status, self._bytes_sent)
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def abort(self) -> None:
         """The application failed mid-response: the client gets a closed connection."""

@@ -212,6 +212,7 @@ class ASGIServer:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()  # a task cancelled before it ran never took itself out
         if self._lifespan is not None:
             await self._lifespan.shutdown()
         await amgr.close()
@@ -316,6 +317,8 @@ class ASGIServer:
             task = loop.create_task(self._run_ws(ws))
             self._ws_tasks.add(task)
             task.add_done_callback(self._ws_tasks.discard)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         else:
             scope["method"] = method
             connection = noted[CONNECTION]
@@ -336,10 +339,10 @@ class ASGIServer:
             cycle = HttpCycle(loop, conn, scope, body_follows, keep_alive)
             cycle.log_access = self._access_log
             peer.cycle = cycle
-            task = loop.create_task(self._run_http(cycle))
-        tasks = self._tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+            # _run_http takes its task out of the set as it ends: cheaper than a done
+            # callback, which costs a second trip through the loop per request.
+            task = cycle.task = loop.create_task(self._run_http(cycle))
+            self._tasks.add(task)
 
     async def _run_http(self, cycle: HttpCycle) -> None:
         try:
@@ -352,7 +355,10 @@ class ASGIServer:
             if not isinstance(exc, Exception):
                 raise
         else:
-            report_http(cycle, None)
+            if not cycle.complete:
+                report_http(cycle, None)
+        finally:
+            self._tasks.discard(cycle.task)
 
     async def _run_ws(self, ws: WebSocketCycle) -> None:
         try:
