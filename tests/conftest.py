@@ -71,3 +71,30 @@ def serving(handler: Callable[[Connection, int, Any], Any], url: str = "http://1
 def serve() -> Callable[..., Any]:
     """The :func:`serving` context manager, as a fixture."""
     return serving
+
+
+@pytest.fixture(autouse=True)
+def _close_websocket_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every websocket-client connection a test opened, once the test ends.
+
+    websocket-client's ``close()`` returns without closing its socket once the server
+    has closed the session (it has already answered the close frame), so a test that
+    checks the server's close would leave the socket to the garbage collector, and
+    its ResourceWarning to whichever test runs then.
+    """
+    try:
+        import websocket
+    except ImportError:
+        yield
+        return
+    opened: list[Any] = []
+    real_connect = websocket.WebSocket.connect
+
+    def connect(self: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(self)
+        return real_connect(self, *args, **kwargs)
+
+    monkeypatch.setattr(websocket.WebSocket, "connect", connect)
+    yield
+    for ws in opened:
+        ws.shutdown()

@@ -10,6 +10,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Iterator
 from typing import Any, Callable
@@ -399,8 +400,13 @@ def test_dropped_manager_is_either_kept_alive_or_really_gone() -> None:
         return weakref.ref(mgr), port_of(mgr.listen("http://127.0.0.1:0"))
 
     ref, port = make_server()
-    gc.collect()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
     mgr = ref()
+    # Collected: the finalizer freed the C side, and said so.
+    assert (mgr is None) == any(issubclass(w.category, ResourceWarning)
+                                and "without close" in str(w.message) for w in caught)
     other = Manager()  # a new Manager is unaffected by the dropped one
     other.close()
     if mgr is None:
