@@ -204,7 +204,11 @@ class Paho:
     def close(self) -> None:
         """DISCONNECT and stop the network thread."""
         self.client.disconnect()
-        self.client.loop_stop()
+        # paho's race: after DISCONNECT its thread may end, and clear its own handle,
+        # between loop_stop()'s check of that handle and its join() (AttributeError).
+        # The thread has ended then, which is all loop_stop() was for.
+        with contextlib.suppress(AttributeError):
+            self.client.loop_stop()
 
     def vanish(self) -> None:
         """Drop the TCP connection without DISCONNECT (the broker publishes the will)."""
