@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from email.utils import formatdate
 from http import HTTPStatus
-from time import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from ._asgi_scope import ClientDisconnected, Message, ProtocolError, log
 from ._ffi import lib
+from ._http_date import http_date
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -51,17 +50,16 @@ def _status_line(status: int) -> bytes:
 
 
 _date_line = b""
-_date_second = -1
+_date_value = ""
 
 
 def _date_header() -> bytes:
-    """``date: <IMF-fixdate>\r\n`` (RFC 9110 asks origin servers to send one), made
-    once a second."""
-    global _date_line, _date_second
-    now = int(time())
-    if now != _date_second:
-        _date_second = now
-        _date_line = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+    """``date: <IMF-fixdate>\r\n``, encoded again only when the second changes."""
+    global _date_line, _date_value
+    value = http_date()
+    if value is not _date_value:
+        _date_value = value
+        _date_line = b"date: " + value.encode("ascii") + b"\r\n"
     return _date_line
 
 

@@ -27,6 +27,7 @@ from typing import IO, Any, Callable, Optional
 from urllib.parse import unquote_to_bytes
 
 from ._ffi import mg_str_bytes
+from ._http_date import http_date
 from .connection import Connection
 from .constants import (
     MG_EV_CLOSE,
@@ -310,17 +311,21 @@ class _Request:
         """The status line and headers, framing decided; sent with the first piece."""
         code = self.status_code()
         lines = [f"HTTP/1.1 {self.status}\r\n"]
-        has_length = False
+        has_length = dated = False
         for name, value in self.headers:
             lower = name.lower()
             if lower == "content-length":
                 has_length = True
                 self.length = int(value) if value.strip().isdigit() else None
-            if lower == "connection":
+            elif lower == "date":
+                dated = True
+            elif lower == "connection":
                 if value.strip().lower() == "close":
                     self.keep_alive = False
                 continue
             lines.append(f"{name}: {value}\r\n")
+        if not dated:
+            lines.append(f"Date: {http_date()}\r\n")
         bodiless = code < 200 or code in _NO_BODY_STATUS
         if self.client_close or self.server.stopping:
             self.keep_alive = False

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import io
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any, Callable, ClassVar
 from wsgiref.validate import validator
@@ -296,3 +298,29 @@ def test_large_streamed_response_to_a_slow_reader() -> None:
             digest.update(piece)
         assert digest.hexdigest() == expected
         assert requests.get(url + "/again", timeout=30).status_code == 200
+
+
+def dated_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    headers = [("Content-Type", "text/plain")]
+    if environ["PATH_INFO"] == "/own-date":
+        headers.append(("Date", "Thu, 01 Jan 2026 00:00:00 GMT"))
+    start_response("200 OK", headers)
+    return [b"dated"]
+
+
+def test_responses_carry_one_date_header() -> None:
+    with wsgi_serving(dated_app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        for path, own in (("/", False), ("/own-date", True)):
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                             .encode())
+                head = read_all(sock).partition(b"\r\n\r\n")[0].decode("latin-1")
+            dates = [line.split(":", 1)[1].strip() for line in head.split("\r\n")
+                     if line.lower().startswith("date:")]
+            assert len(dates) == 1, head
+            if own:
+                assert dates[0] == "Thu, 01 Jan 2026 00:00:00 GMT"
+            else:
+                sent = email.utils.parsedate_to_datetime(dates[0]).timestamp()
+                assert abs(sent - time.time()) < 5
