@@ -472,33 +472,33 @@ class _AppThreads:
         self._name = name
         self._queue: queue.SimpleQueue[Optional[_Request]] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._idle = 0  # threads waiting on the queue (approximate: a hint to start one)
+        self._idle = 0  # threads waiting on the queue that no request has claimed yet
         self._lock = threading.Lock()
 
     def submit(self, request: _Request) -> None:
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1  # a waiting thread takes it
+            elif len(self._threads) < self._size:  # all busy: one more thread
+                thread = threading.Thread(target=self._work, daemon=True,
+                                          name=f"{self._name}_{len(self._threads)}")
+                self._threads.append(thread)
+                thread.start()
+            # else every thread is busy: the request waits for the first one free
         self._queue.put(request)
-        if self._idle <= 0 and len(self._threads) < self._size:
-            with self._lock:
-                if len(self._threads) < self._size:
-                    thread = threading.Thread(target=self._work, daemon=True,
-                                              name=f"{self._name}_{len(self._threads)}")
-                    self._threads.append(thread)
-                    thread.start()
 
     def _work(self) -> None:
         get = self._queue.get
         while True:
-            with self._lock:
-                self._idle += 1
             request = get()
-            with self._lock:
-                self._idle -= 1
             if request is None:
                 return
             try:
                 request.run()
             except BaseException:  # SystemExit and the like: the thread serves on
                 _log.exception("the WSGI app's thread caught an exception")
+            with self._lock:
+                self._idle += 1
 
     def shutdown(self) -> None:
         """Let each thread finish its request, then end (without waiting for them)."""

@@ -7,6 +7,7 @@ import hashlib
 import io
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, Callable, ClassVar
@@ -324,3 +325,32 @@ def test_responses_carry_one_date_header() -> None:
             else:
                 sent = email.utils.parsedate_to_datetime(dates[0]).timestamp()
                 assert abs(sent - time.time()) < 5
+
+
+def test_requests_run_side_by_side_on_the_app_threads() -> None:
+    # Each /meet request waits until all three are inside the app: they pass only when
+    # the pool gives each its own thread, even when they arrive together while fewer
+    # threads than that are idle.
+    together = threading.Barrier(3, timeout=10)
+
+    def meeting_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        if environ["PATH_INFO"] == "/meet":
+            together.wait()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"met"]
+
+    with wsgi_serving(meeting_app, threads=4) as url:
+        port = int(url.rsplit(":", 1)[1])
+        for _ in range(3):
+            assert requests.get(url + "/warm", timeout=30).text == "met"  # one idle thread
+            socks = [socket.create_connection(("127.0.0.1", port), timeout=30)
+                     for _ in range(3)]
+            try:
+                for sock in socks:  # all three at once: likely one poll of the server's
+                    sock.sendall(b"GET /meet HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                replies = [read_all(sock) for sock in socks]
+            finally:
+                for sock in socks:
+                    sock.close()
+            assert all(r.startswith(b"HTTP/1.1 200") and r.endswith(b"met") for r in replies)
+            together.reset()
