@@ -164,14 +164,22 @@ def parse_connect(packet: bytes) -> MqttConnect:
     return info
 
 
-def parse_subscribe(packet: bytes, version: int = 4) -> tuple[int, list[tuple[str, int]]]:
-    """Parse a SUBSCRIBE: ``(packet_id, [(filter, qos), ...])``; ValueError if malformed."""
+def _read_filter_prelude(packet: bytes, cmd: int, what: str,
+                         version: int) -> tuple[_Reader, int]:
+    """Check a (UN)SUBSCRIBE's type, read its packet id and skip its v5 properties:
+    ``(reader at the first filter, packet_id)``. ``what``: "a SUBSCRIBE", for errors."""
     r = _Reader(packet)
-    if packet[0] >> 4 != MQTT_CMD_SUBSCRIBE:
-        raise ValueError("not a SUBSCRIBE packet")
+    if packet[0] >> 4 != cmd:
+        raise ValueError(f"not {what} packet")
     packet_id = r.u16()
     if version == 5:
         r.skip_properties()
+    return r, packet_id
+
+
+def parse_subscribe(packet: bytes, version: int = 4) -> tuple[int, list[tuple[str, int]]]:
+    """Parse a SUBSCRIBE: ``(packet_id, [(filter, qos), ...])``; ValueError if malformed."""
+    r, packet_id = _read_filter_prelude(packet, MQTT_CMD_SUBSCRIBE, "a SUBSCRIBE", version)
     filters = []
     while not r.done:
         topic = r.text()
@@ -187,12 +195,8 @@ def parse_subscribe(packet: bytes, version: int = 4) -> tuple[int, list[tuple[st
 
 def parse_unsubscribe(packet: bytes, version: int = 4) -> tuple[int, list[str]]:
     """Parse an UNSUBSCRIBE: ``(packet_id, [filter, ...])``; ValueError if malformed."""
-    r = _Reader(packet)
-    if packet[0] >> 4 != MQTT_CMD_UNSUBSCRIBE:
-        raise ValueError("not an UNSUBSCRIBE packet")
-    packet_id = r.u16()
-    if version == 5:
-        r.skip_properties()
+    r, packet_id = _read_filter_prelude(packet, MQTT_CMD_UNSUBSCRIBE, "an UNSUBSCRIBE",
+                                        version)
     filters = []
     while not r.done:
         topic = r.text()

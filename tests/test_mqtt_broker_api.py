@@ -207,3 +207,19 @@ def test_listen_errors_and_connack_reasons() -> None:
     assert connack_reason(0x87) == "unknown return code"
     with pytest.raises(ValueError):
         connack_reason(256)
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_subscribe_parsers_read_their_own_packets_only(version: int) -> None:
+    props = b"\x00" if version == 5 else b""  # v5: an empty property block
+    topic = b"\x00\x03a/b"
+    sub_body = b"\x00\x07" + props + topic + b"\x01"  # packet id 7, filter a/b at QoS 1
+    unsub_body = b"\x00\x08" + props + topic  # packet id 8, filter a/b
+    subscribe = bytes([0x82, len(sub_body)]) + sub_body
+    unsubscribe = bytes([0xA2, len(unsub_body)]) + unsub_body
+    assert parse_subscribe(subscribe, version) == (7, [("a/b", 1)])
+    assert parse_unsubscribe(unsubscribe, version) == (8, ["a/b"])
+    with pytest.raises(ValueError, match="not a SUBSCRIBE packet"):
+        parse_subscribe(unsubscribe, version)
+    with pytest.raises(ValueError, match="not an UNSUBSCRIBE packet"):
+        parse_unsubscribe(subscribe, version)
