@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -71,6 +72,19 @@ def serving(handler: Callable[[Connection, int, Any], Any], url: str = "http://1
 def serve() -> Callable[..., Any]:
     """The :func:`serving` context manager, as a fixture."""
     return serving
+
+
+def read_until_closed(sock: socket.socket, *, reset_is_close: bool = False) -> bytes:
+    """Everything the peer sends on ``sock`` until it closes the connection (the
+    socket's own timeout applies). ``reset_is_close``: a reset ends it too."""
+    data = bytearray()
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        if not reset_is_close:
+            raise
+    return bytes(data)
 
 
 @pytest.fixture(autouse=True)

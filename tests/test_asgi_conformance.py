@@ -17,6 +17,7 @@ import pytest
 import requests
 import websocket
 from asgi_helpers import LOOP_KINDS, TIMEOUT, raw_request, running_asgi
+from conftest import read_until_closed
 
 Scope = dict[str, Any]
 
@@ -129,12 +130,7 @@ def test_keep_alive_reuses_the_connection_and_head_has_no_body() -> None:
             assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
             assert b"content-length: 0\r\n" in reply
         sock.sendall(b"HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        reply = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
+        reply = read_until_closed(sock)
     assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
     assert reply.endswith(b"\r\n\r\n")  # head only, then the server closed
     assert len({s["client"] for s in app.scopes}) == 1
@@ -328,11 +324,6 @@ def test_http_1_0_keep_alive_is_said_and_honoured() -> None:
         reply = sock.recv(65536)
         assert b"connection: keep-alive\r\n" in reply
         sock.sendall(b"GET /b HTTP/1.0\r\n\r\n")
-        reply = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
+        reply = read_until_closed(sock)
         assert b"connection: close\r\n" in reply
     assert [s["http_version"] for s in app.scopes] == ["1.0", "1.0"]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 from asgi_helpers import TIMEOUT, running_asgi
+from conftest import read_until_closed
 
 from pymongoose import Limits
 from pymongoose._asgi_http import HIGH_WATER
@@ -80,12 +81,7 @@ def test_sized_upload_to_a_slow_reader_is_paused_not_buffered() -> None:
                      b"Content-Length: %d\r\n\r\n" % total)
         for part in pattern(total):
             sock.sendall(part)
-        reply = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
+        reply = read_until_closed(sock)
     digest, count, largest = reply.partition(b"\r\n\r\n")[2].decode().split()
     assert digest == expected_digest(total)
     # The app never got more than the high-water mark plus one piece at once: reading

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from conftest import read_until_closed
 from mqtt_helpers import (
     TIMEOUT,
     BrokerServer,
@@ -226,15 +227,6 @@ def test_plain_client_to_the_mqtts_listener_is_refused(our_broker: BrokerServer,
     roundtrip(our_broker.port, "after-plain", tls_ca=certs.ca)
 
 
-def read_until_closed(sock: socket.socket) -> bytes:
-    """What the server sends until it closes (a reset counts as closed)."""
-    data = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data
-
-
 @pytest.mark.parametrize("garbage", [
     b"\x00" * 64,
     b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -246,7 +238,7 @@ def test_garbage_to_the_mqtts_listener(our_broker: BrokerServer, certs: Certs,
                                        garbage: bytes) -> None:
     with socket.create_connection(("127.0.0.1", our_broker.port), timeout=TIMEOUT) as sock:
         sock.sendall(garbage)
-        reply = read_until_closed(sock)
+        reply = read_until_closed(sock, reset_is_close=True)
     assert b"\x20\x02" not in reply  # never a CONNACK
     roundtrip(our_broker.port, "after-garbage", tls_ca=certs.ca)
     assert our_broker.errors == []
@@ -264,7 +256,7 @@ def test_garbage_inside_tls_is_closed(our_broker: BrokerServer, certs: Certs,
             context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
         sock.sendall(garbage)
         with contextlib.suppress(ssl.SSLError, ConnectionResetError):
-            assert read_until_closed(sock) == b""
+            assert read_until_closed(sock, reset_is_close=True) == b""
     roundtrip(our_broker.port, "after-inner-garbage", tls_ca=certs.ca)
     assert our_broker.errors == []
 

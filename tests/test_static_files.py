@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from conftest import read_until_closed
 
 from pymongoose import MG_EV_HTTP_MSG, Connection
 
@@ -221,12 +222,7 @@ def test_traversal_on_raw_socket_is_refused(site_url: str, site: Site) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
         sock.sendall(b"GET /%2e%2e/%2E%2E/..%2f/secret.txt HTTP/1.1\r\nHost: x\r\n"
                      b"Connection: close\r\n\r\n")
-        answer = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
+        answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 4")
     assert site.secret not in answer
 

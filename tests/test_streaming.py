@@ -9,20 +9,11 @@ from typing import Any, Callable
 
 import pytest
 import requests
+from conftest import read_until_closed
 
 from pymongoose import MG_EV_CONNECT, MG_EV_ERROR, MG_EV_HTTP_MSG, Connection, Manager
 
 TIMEOUT = 10.0
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    sock.settimeout(TIMEOUT)
-    chunks = []
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 def raw_exchange(port: int, request: bytes) -> bytes:

@@ -15,21 +15,13 @@ from wsgiref.validate import validator
 
 import pytest
 import requests
+from conftest import read_until_closed
 from wsgi_helpers import wsgi_serving
 
 from pymongoose import Limits
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
-
-
-def read_all(sock: socket.socket) -> bytes:
-    out = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return out
-        out += chunk
 
 
 def echo_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
@@ -137,7 +129,7 @@ def test_keep_alive_one_connection_many_requests() -> None:
             request = b"GET /k HTTP/1.1\r\nHost: t\r\n\r\n"
             last = b"GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
             sock.sendall(request * 3 + last)
-            data = read_all(sock)
+            data = read_until_closed(sock)
     assert data.count(b"HTTP/1.1 200 OK") == 4
     assert b"PATH_INFO=/last" in data
 
@@ -156,7 +148,7 @@ def test_streaming_response_chunked_then_http10_close_delimited() -> None:
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
             sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            data = read_all(sock)
+            data = read_until_closed(sock)
     head, _, body = data.partition(b"\r\n\r\n")
     assert b"Transfer-Encoding" not in head and b"Content-Length" not in head
     assert body == b"".join(b"piece %d\n" % i for i in range(5))
@@ -259,7 +251,7 @@ def test_malformed_request_leaves_the_server_serving() -> None:
                         b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"):
             with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
                 sock.sendall(garbage)
-                data = read_all(sock)
+                data = read_until_closed(sock)
             assert data == b"" or data.startswith(b"HTTP/1.1 400"), data
         assert requests.get(url + "/fine", timeout=30).status_code == 200
 
@@ -316,7 +308,7 @@ def test_responses_carry_one_date_header() -> None:
             with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
                 sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
                              .encode())
-                head = read_all(sock).partition(b"\r\n\r\n")[0].decode("latin-1")
+                head = read_until_closed(sock).partition(b"\r\n\r\n")[0].decode("latin-1")
             dates = [line.split(":", 1)[1].strip() for line in head.split("\r\n")
                      if line.lower().startswith("date:")]
             assert len(dates) == 1, head
@@ -348,7 +340,7 @@ def test_requests_run_side_by_side_on_the_app_threads() -> None:
             try:
                 for sock in socks:  # all three at once: likely one poll of the server's
                     sock.sendall(b"GET /meet HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                replies = [read_all(sock) for sock in socks]
+                replies = [read_until_closed(sock) for sock in socks]
             finally:
                 for sock in socks:
                     sock.close()
