@@ -31,10 +31,10 @@ CSRC = ROOT / "csrc"
 CDEF_HEADERS = [
     "cdef/core.h", "cdef/http.h", "cdef/ws.h", "cdef/mqtt.h", "cdef/util.h", "glue.h",
     "mqtt.h", "aio.h", "util.h", "tls.h", "sntp.h", "dns.h", "conn_limits.h",
-    "static_policy.h", "asgi.h", "cdef/callbacks.h",
+    "static_policy.h", "asgi.h", "chunked.h", "cdef/callbacks.h",
 ]
 GLUE_SOURCES = ["glue.c", "aio.c", "util.c", "tls.c", "mqtt.c", "sntp.c", "dns.c",
-                "conn_limits.c", "static_policy.c", "asgi.c"]
+                "conn_limits.c", "static_policy.c", "asgi.c", "chunked.c"]
 
 # Compile-time configuration shared by the binding and bench/'s C baseline server.
 DEFINES = [
@@ -310,7 +310,7 @@ def make_ffibuilder() -> FFI:
         "pymongoose._mongoose_cffi",
         '#include "mongoose.h"\n#include "glue.h"\n#include "mqtt.h"\n#include "aio.h"\n'
         '#include "util.h"\n#include "tls.h"\n#include "sntp.h"\n#include "dns.h"\n'
-        '#include "conn_limits.h"\n#include "static_policy.h"\n#include "asgi.h"\n',
+        '#include "conn_limits.h"\n#include "static_policy.h"\n#include "asgi.h"\n#include "chunked.h"\n',
         sources=[_build_path(fixed_mongoose_c(source_dir))]
         + [_build_path(CSRC / s) for s in GLUE_SOURCES],
         include_dirs=[_build_path(source_dir), _build_path(CSRC)],

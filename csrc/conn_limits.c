@@ -29,6 +29,7 @@
 #include "mongoose.h"
 #include "conn_limits.h"
 #include "guard.h"
+#include "chunked.h"
 
 /* How long a refused connection waits for the client to close after our
  * answer went out, and at most for the answer to go out. */
@@ -60,6 +61,10 @@ struct pymg_guard {
   unsigned char rejecting; /* answered and discarding input */
   unsigned char shut;      /* our side shut down, waiting for the client's EOF */
   unsigned char ws_closed; /* the client's CLOSE frame was seen */
+  unsigned char body_wait; /* the head's chunked body is not complete yet */
+  unsigned char no_length; /* a POST or PUT without framing headers */
+  unsigned char last;      /* the request whose head was seen ends the connection */
+  unsigned char ended;     /* that request is being answered: nothing after it counts */
 };
 
 static mg_event_handler_t s_ws_cb; /* Mongoose's WebSocket protocol handler */
@@ -80,6 +85,7 @@ static const char *status_text(int status) {
     case 413: return "Content Too Large";
     case 431: return "Request Header Fields Too Large";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     default: return "Error";
   }
 }
@@ -183,30 +189,81 @@ static size_t head_length(const unsigned char *buf, size_t len, int *bad) {
   return 0;
 }
 
-/* Declared sizes of the chunks buffered so far; stops at anything unfinished
- * or malformed (Mongoose's chunk parser rejects those). */
-static uint64_t chunked_declared(const unsigned char *p, size_t len) {
-  uint64_t total = 0;
-  size_t at = 0;
-  while (at < len) {
-    uint64_t size = 0;
-    size_t digits = 0;
-    for (; at < len; at++, digits++) {
-      unsigned char ch = p[at];
-      int v = is_digit(ch) ? ch - '0' : (ch >= 'a' && ch <= 'f') ? ch - 'a' + 10
-                                     : (ch >= 'A' && ch <= 'F') ? ch - 'A' + 10 : -1;
-      if (v < 0) break;
-      if (digits >= 15) return UINT64_MAX; /* more than any limit */
-      size = size * 16 + (uint64_t) v;
+/* RFC 3986 unreserved and sub-delims: what a host name or userinfo is made of. */
+static int is_authority_char(unsigned char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || is_digit(ch) ||
+         (ch != 0 && strchr("-._~!$&'()*+,;=", ch) != NULL);
+}
+
+static int is_hex(unsigned char ch) {
+  return is_digit(ch) || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+}
+
+/* Skip authority characters (and pct-encoded triplets, and `extra`). */
+static const unsigned char *skip_authority(const unsigned char *p, const unsigned char *end,
+                                           const char *extra) {
+  while (p < end) {
+    if (*p == '%' && end - p >= 3 && is_hex(p[1]) && is_hex(p[2])) {
+      p += 3;
+    } else if (is_authority_char(*p) || (*p != 0 && strchr(extra, *p) != NULL)) {
+      p++;
+    } else {
+      break;
     }
-    if (digits == 0) break;
-    total += size;
-    if (size == 0) break;
-    while (at < len && p[at] != '\n') at++; /* chunk extensions */
-    if (at >= len || size > len - at - 1) break;
-    at += 1 + (size_t) size + 2;
   }
-  return total;
+  return p;
+}
+
+/* RFC 3986 authority = [ userinfo "@" ] host [ ":" port ], host not empty.
+ * authority-form (CONNECT) has no userinfo and needs the port. */
+static int is_authority(const unsigned char *p, const unsigned char *end, int connect) {
+  const unsigned char *at = memchr(p, '@', (size_t) (end - p)), *host;
+  if (at != NULL) {
+    if (connect || skip_authority(p, at, ":") != at) return 0;
+    p = at + 1;
+  }
+  host = p;
+  if (p < end && *p == '[') { /* IP-literal: IPv6address or IPvFuture */
+    p = skip_authority(p + 1, end, ":");
+    if (p >= end || *p != ']' || p == host + 1) return 0;
+    p++;
+  } else {
+    p = skip_authority(p, end, "");
+    if (p == host) return 0;
+  }
+  if (p == end) return !connect;
+  if (*p++ != ':' || (connect && p == end)) return 0;
+  while (p < end && is_digit(*p)) p++;
+  return p == end;
+}
+
+/* RFC 9112 3.2: origin-form, absolute-form (scheme "://" authority ...),
+ * authority-form for CONNECT only, asterisk-form for OPTIONS only. */
+static int is_request_target(const struct mg_str *method, const unsigned char *t, size_t len) {
+  const unsigned char *end = t + len, *p = t, *auth;
+  int connect = method->len == 7 && memcmp(method->buf, "CONNECT", 7) == 0;
+  if (connect) return is_authority(t, end, 1);
+  if (t[0] == '/') return 1;
+  if (len == 1 && t[0] == '*') return method->len == 7 && memcmp(method->buf, "OPTIONS", 7) == 0;
+  if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))) return 0;
+  while (p < end && (is_authority_char(*p) && strchr("!$&'()*,;=_~", *p) == NULL)) p++;
+  if (end - p < 3 || memcmp(p, "://", 3) != 0) return 0; /* only hierarchical URIs */
+  for (auth = p += 3; p < end && *p != '/' && *p != '?' && *p != '#'; p++) continue;
+  return is_authority(auth, p, 0);
+}
+
+/* A Connection field value's options: 1 for close, 2 for keep-alive, ORed. */
+static int connection_options(const unsigned char *v, const unsigned char *end) {
+  int found = 0;
+  while (v < end) {
+    const unsigned char *start, *stop;
+    while (v < end && (*v == ' ' || *v == '\t' || *v == ',')) v++;
+    for (start = v; v < end && *v != ','; v++) continue;
+    for (stop = v; stop > start && (stop[-1] == ' ' || stop[-1] == '\t'); stop--) continue;
+    if (name_is(start, (size_t) (stop - start), "close")) found |= 1;
+    if (name_is(start, (size_t) (stop - start), "keep-alive")) found |= 2;
+  }
+  return found;
 }
 
 /* POST or PUT: the methods Mongoose mishandles without a length. */
@@ -221,21 +278,28 @@ static int check_head(struct mg_connection *c, struct pymg_guard *g,
                       const struct pymg_limits *l, struct mg_http_message *hm) {
   const unsigned char *q = (const unsigned char *) hm->head.buf, *t;
   const unsigned char *end = q + hm->head.len;
-  size_t headers = 0, cl_count = 0, te_count = 0;
+  size_t headers = 0, cl_count = 0, te_count = 0, host_count = 0, target;
   uint64_t content_length = 0;
-  int http10;
+  int http10, options = 0;
+  if (g->ended) { /* a request before this one ended the connection (RFC 9112 9.6) */
+    refuse(c, g, 0);
+    return 0;
+  }
   if (l->max_header_size != 0 && hm->head.len > l->max_header_size) goto too_large;
   /* request-line = method SP request-target SP HTTP-version */
   for (t = q; q < end && is_tchar(*q); q++) continue;
   if (q == t || q >= end || *q != ' ') goto bad;
   for (t = ++q; q < end && *q > 0x20 && *q != 0x7f; q++) continue;
   if (q == t || q >= end || *q != ' ') goto bad;
+  target = (size_t) (q - t);
   q++;
   if (end - q < 9 || memcmp(q, "HTTP/", 5) != 0 || !is_digit(q[5]) || q[6] != '.' ||
       !is_digit(q[7])) {
     goto bad;
   }
   http10 = q[5] == '1' && q[7] == '0';
+  if (!http10 && !(q[5] == '1' && q[7] == '1')) goto version;
+  if (!is_request_target(&hm->method, q - 1 - target, target)) goto bad;
   q += 8;
   if (*q == '\r') q++;
   if (q >= end || *q != '\n') goto bad;
@@ -265,38 +329,55 @@ static int check_head(struct mg_connection *c, struct pymg_guard *g,
       }
     } else if (name_is(line, name_len, "transfer-encoding")) {
       te_count++;
-      /* HTTP/1.0 has no transfer codings: Mongoose ignores the header there. */
-      if (!http10 && !name_is(v, (size_t) (stop - v), "chunked")) goto bad;
+      /* HTTP/1.0 has no transfer codings: faulty framing (RFC 9112 6.1). */
+      if (http10 || !name_is(v, (size_t) (stop - v), "chunked")) goto bad;
+    } else if (name_is(line, name_len, "host")) {
+      host_count++;
+    } else if (name_is(line, name_len, "connection")) {
+      options |= connection_options(v, stop);
     }
     q = eol + 1;
   }
   if (cl_count > 1 || te_count > 1 || (cl_count > 0 && te_count > 0)) goto bad;
-  if (l->max_body_size != 0) {
-    if (content_length > l->max_body_size) goto body_too_large;
-    if (te_count > 0 && !http10) {
-      const unsigned char *body = (const unsigned char *) hm->head.buf + hm->head.len;
-      size_t have = (size_t) (c->recv.buf + c->recv.len - body);
-      if (chunked_declared(body, have) > l->max_body_size ||
-          have > 2 * l->max_body_size + PYMG_CHUNK_SLACK) {
-        goto body_too_large;
-      }
+  if (host_count > 1) goto bad; /* RFC 9112 3.2 */
+  if (l->max_body_size != 0 && content_length > l->max_body_size) goto body_too_large;
+  g->body_wait = 0;
+  if (te_count > 0) {
+    unsigned char *body = (unsigned char *) hm->head.buf + hm->head.len;
+    size_t have = (size_t) (c->recv.buf + c->recv.len - body);
+    uint64_t declared;
+    int plain;
+    int64_t n = pymg_chunked_scan(body, have, &declared, &plain);
+    if (n < 0) goto bad;
+    if (l->max_body_size != 0 &&
+        (declared > l->max_body_size || have > 2 * l->max_body_size + PYMG_CHUNK_SLACK)) {
+      goto body_too_large;
     }
+    /* Mongoose's chunk parser knows no extension and no trailer: a complete
+     * body gets the plain form of the same length, an incomplete one is kept
+     * from it (pymg_guard_after_hdrs) until it is complete. */
+    if (n > 0 && !plain) pymg_chunked_flatten(body, (size_t) n);
+    g->body_wait = n == 0;
   }
-  if (cl_count == 0 && te_count == 0 && is_post_or_put(&hm->method)) {
-    /* Mongoose skips the head twice for a POST or PUT without a length (the
-     * next pipelined request is lost); an explicit "no body" avoids that. */
+  /* Mongoose skips the head twice for a POST or PUT without a length (the
+   * next pipelined request is lost): pymg_guard_after_hdrs says "no body". */
+  g->no_length = cl_count == 0 && te_count == 0 && is_post_or_put(&hm->method);
+  if (g->no_length) {
     size_t slot = 0;
     while (slot < MG_MAX_HTTP_HEADERS && hm->headers[slot].name.len > 0) slot++;
     if (slot == MG_MAX_HTTP_HEADERS) {
       refuse(c, g, 411);
       return 0;
     }
-    hm->headers[slot].name = mg_str("Content-Length");
-    hm->headers[slot].value = mg_str("0");
   }
+  /* RFC 9112 9.3: HTTP/1.0 closes unless kept alive; 9.6: "close" closes. */
+  g->last = (options & 1) != 0 || (http10 && (options & 2) == 0);
   return 1;
 bad:
   refuse(c, g, 400);
+  return 0;
+version:
+  refuse(c, g, 505);
   return 0;
 too_large:
   refuse(c, g, 431);
@@ -304,6 +385,49 @@ too_large:
 body_too_large:
   refuse(c, g, 413);
   return 0;
+}
+
+/* The name of the Content-Length field pymg_guard_after_hdrs lends Mongoose. */
+static const char s_lent_length[] = "Content-Length";
+
+void pymg_guard_after_hdrs(struct mg_connection *c, struct pymg_guard *g,
+                           struct mg_http_message *hm) {
+  size_t slot = 0;
+  if (g->rejecting) return;
+  if (c->is_resp) { /* the handler took the request (stream_body): it is being answered */
+    if (g->last) g->ended = 1;
+    return;
+  }
+  if (g->body_wait) {
+    /* Make Mongoose wait for more: a body of unknown length, not chunked. */
+    for (; slot < MG_MAX_HTTP_HEADERS && hm->headers[slot].name.len > 0; slot++) {
+      if (name_is((const unsigned char *) hm->headers[slot].name.buf,
+                  hm->headers[slot].name.len, "transfer-encoding")) {
+        hm->headers[slot].name = mg_str_n(s_lent_length, sizeof(s_lent_length) - 1);
+        hm->body.len = (size_t) -1;
+        return;
+      }
+    }
+  } else if (g->no_length) {
+    while (slot < MG_MAX_HTTP_HEADERS && hm->headers[slot].name.len > 0) slot++;
+    if (slot < MG_MAX_HTTP_HEADERS) {
+      hm->headers[slot].name = mg_str_n(s_lent_length, sizeof(s_lent_length) - 1);
+      hm->headers[slot].value = mg_str("0");
+    }
+  }
+}
+
+/* The request reaches the handler as the client sent it: without the
+ * Content-Length pymg_guard_after_hdrs lent Mongoose. */
+static void take_back_length(struct mg_http_message *hm) {
+  size_t slot;
+  for (slot = 0; slot < MG_MAX_HTTP_HEADERS && hm->headers[slot].name.len > 0; slot++) {
+    if (hm->headers[slot].name.buf == s_lent_length) {
+      hm->headers[slot].name = mg_str_n(NULL, 0);
+      hm->headers[slot].value = mg_str_n(NULL, 0);
+      return;
+    }
+  }
 }
 
 /* After Mongoose's HTTP parser ran on new bytes: what is left is an unfinished
@@ -537,6 +661,10 @@ int pymg_guard_event(struct mg_connection *c, struct pymg_guard *g, int ev, void
       return 1;
     case MG_EV_POLL:
       g->policy->now = *(uint64_t *) ev_data;
+      if (g->ended && !c->is_resp && !c->is_websocket) {
+        refuse(c, g, 0); /* the last response is out: close once it is sent */
+        return 1;
+      }
       check_timeouts(c, g, l, g->policy->now);
       return 1;
     case MG_EV_HTTP_HDRS:
@@ -545,6 +673,10 @@ int pymg_guard_event(struct mg_connection *c, struct pymg_guard *g, int ev, void
       /* Mongoose hands over an unfinished request when the client closes. */
       if (l->check_http && c->is_closing) return 0;
       g->request_start = 0;
+      if (l->check_http) {
+        take_back_length((struct mg_http_message *) ev_data);
+        if (g->last) g->ended = 1;
+      }
       return 1;
     case MG_EV_WS_OPEN:
       g->request_start = 0;

@@ -12,6 +12,7 @@
 #include "tls.h"
 #include "dns.h"
 #include "guard.h" /* conn_limits.c: limits and input checks */
+#include "chunked.h"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -123,8 +124,7 @@ struct pymg_guard **pymg_route_guard(struct mg_connection *c) {
 
 enum { BODY_NONE = 0, BODY_LENGTH = 1, BODY_CHUNKED = 2 };
 enum { CHUNK_SIZE = 0, CHUNK_DATA = 1, CHUNK_DATA_END = 2, CHUNK_TRAILER = 3 };
-/* Longest chunk-size or trailer line accepted, and the largest body piece. */
-#define PYMG_CHUNK_LINE_MAX 4096
+/* The largest body piece. */
 #define PYMG_STREAM_RECV_SIZE (64 * 1024)
 typedef char pymg_body_events_fit[(int) MG_EV_USER < (int) PYMG_EV_HTTP_BODY ? 1 : -1];
 
@@ -193,7 +193,7 @@ static void *received_part(struct mg_connection *c, struct mg_http_message *hm,
 
 static void route_event(struct mg_connection *c, int ev, void *ev_data) {
   struct pymg_manager *m = (struct pymg_manager *) c->mgr;
-  struct mg_http_message received;
+  struct mg_http_message received, *head;
   struct pymg_route *r = (struct pymg_route *) c->fn_data;
   struct mg_connection *outer;
   const struct pymg_route *listener = NULL;
@@ -246,6 +246,7 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
   }
   /* conn_limits.c: limits and RFC checks; a refused event never reaches Python. */
   if (r->guard != NULL && !pymg_guard_event(c, r->guard, ev, ev_data)) goto done;
+  head = ev == MG_EV_HTTP_HDRS ? (struct mg_http_message *) ev_data : NULL;
   if (wants(r, ev)) {
     r->wrapped = 1;
     /* A full queue goes to Python with this event: nothing is lost. */
@@ -264,6 +265,7 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
       m->event_conn = outer;
     }
   }
+  if (head != NULL && r->guard != NULL && c->fn_data == r) pymg_guard_after_hdrs(c, r->guard, head);
   /* After MG_EV_OPEN is routed, so that an error follows it. */
   if (listener != NULL && c->fn_data == r) pymg_tls_on_accept(c, r, listener);
   if (r->ws_fresh && (ev == MG_EV_READ || ev == MG_EV_POLL)) ws_read_early_frames(c, r);
@@ -912,46 +914,19 @@ static void stream_end(struct pymg_manager *m, struct mg_connection *c, struct p
   deliver_now(m, c, r, PYMG_EV_HTTP_BODY_END, NULL);
 }
 
-/* Offset of the first CRLF in the receive buffer, or -1. */
-static long find_crlf(const struct mg_connection *c) {
-  size_t i;
-  for (i = 0; i + 1 < c->recv.len; i++) {
-    if (c->recv.buf[i] == '\r' && c->recv.buf[i + 1] == '\n') return (long) i;
-  }
-  return -1;
-}
-
-static int hex_value(int ch) {
-  if (ch >= '0' && ch <= '9') return ch - '0';
-  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-  return -1;
-}
-
 /* One step of the chunked-body parser: 1 when it made progress, 0 when it
  * needs more input (or failed, and the connection is closing). */
 static int chunk_step(struct pymg_manager *m, struct mg_connection *c, struct pymg_route *r) {
-  long eol;
   size_t n;
   switch (r->chunk_state) {
     case CHUNK_SIZE: {
       uint64_t size = 0;
-      long i = 0;
-      eol = find_crlf(c);
-      if (eol < 0) {
-        if (c->recv.len > PYMG_CHUNK_LINE_MAX) mg_error(c, "chunk size line too long");
+      int64_t line = pymg_chunk_size_line(c->recv.buf, c->recv.len, &size);
+      if (line <= 0) {
+        if (line < 0) mg_error(c, "Invalid chunk");
         return 0;
       }
-      while (i < eol && hex_value(c->recv.buf[i]) >= 0 && i < 16) {
-        size = size * 16 + (uint64_t) hex_value(c->recv.buf[i]);
-        i++;
-      }
-      if (i == 0 || (i < eol && c->recv.buf[i] != ';' && c->recv.buf[i] != ' ' &&
-                     c->recv.buf[i] != '\t')) {
-        mg_error(c, "Invalid chunk");
-        return 0;
-      }
-      mg_iobuf_del(&c->recv, 0, (size_t) eol + 2);
+      mg_iobuf_del(&c->recv, 0, (size_t) line);
       /* conn_limits.c: a streamed chunked body counts against max_body_size too
        * (a Content-Length one was judged with its head). */
       r->body_declared = size > UINT64_MAX - r->body_declared ? UINT64_MAX
@@ -980,15 +955,17 @@ static int chunk_step(struct pymg_manager *m, struct mg_connection *c, struct py
       mg_iobuf_del(&c->recv, 0, 2);
       r->chunk_state = CHUNK_SIZE;
       return 1;
-    default: /* CHUNK_TRAILER: header lines until an empty one */
-      eol = find_crlf(c);
-      if (eol < 0) {
-        if (c->recv.len > PYMG_CHUNK_LINE_MAX) mg_error(c, "chunk trailer line too long");
+    default: { /* CHUNK_TRAILER: field lines until an empty one */
+      int last;
+      int64_t line = pymg_chunk_trailer_line(c->recv.buf, c->recv.len, &last);
+      if (line <= 0) {
+        if (line < 0) mg_error(c, "Invalid chunk trailer");
         return 0;
       }
-      mg_iobuf_del(&c->recv, 0, (size_t) eol + 2);
-      if (eol == 0) stream_end(m, c, r);
+      mg_iobuf_del(&c->recv, 0, (size_t) line);
+      if (last) stream_end(m, c, r);
       return 1;
+    }
   }
 }
 

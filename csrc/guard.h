@@ -18,6 +18,11 @@ struct pymg_guard *pymg_guard_accept(struct mg_connection *c, struct pymg_guard 
 /* Before an event is routed: 0 means drop it (never to Python). */
 int pymg_guard_event(struct mg_connection *c, struct pymg_guard *g, int ev, void *ev_data);
 
+/* After MG_EV_HTTP_HDRS reached Python (which saw the head as the client sent
+ * it), before Mongoose acts on it: what Mongoose must see of the framing. */
+void pymg_guard_after_hdrs(struct mg_connection *c, struct pymg_guard *g,
+                           struct mg_http_message *hm);
+
 /* A body streamed by pymg_stream_body has announced `declared` bytes so far:
  * 0 (and a 413, closing) when that is over max_body_size. */
 int pymg_guard_streamed_body(struct mg_connection *c, struct pymg_guard *g, uint64_t declared);

@@ -487,10 +487,9 @@ def smuggling_cases() -> Iterator[Any]:
     for name, headers in both.items():
         yield case(post(b"0\r\n\r\n" + SMUGGLED, headers), id=f"smuggle-{name}",
                    never_served=never)
-    # HTTP/1.0 has no chunked encoding: the body is empty and "0\r\n\r\n" is garbage.
+    # HTTP/1.0 has no transfer codings: faulty framing, 400 and close (RFC 9112 6.1).
     yield case(b"GET /s HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED,
-               ANSWER, answers=("GET /s 0",), then_close=True, never_served=never,
-               id="smuggle-te-in-http-1.0")
+               status=400, never_served=("/s", *never), id="smuggle-te-in-http-1.0")
     yield case(post(b"0\r\n\r\n" + SMUGGLED,
                     b"Content-Length: 5\r\n" + padding_headers(40)
                     + b"Transfer-Encoding: chunked\r\n"),
@@ -524,8 +523,8 @@ def pipelining_cases() -> Iterator[Any]:
         yield case(get(b"/1") + garbage + get(b"/after"), ANSWER, answers=("GET /1 0",),
                    then_close=True, never_served=("/after",),
                    id=f"pipeline-then-garbage-{name}")
-    yield case(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", ANSWER, answers=("PRI * 0",),
-               then_close=True, id="http2-prior-knowledge-preface")
+    yield case(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", status=505,
+               id="http2-prior-knowledge-preface")
     # Mongoose advances past a body-less POST/PUT without Content-Length twice, so the
     # next pipelined request is skipped or cut in two.
     skipped = "Mongoose skips the head length twice after a POST/PUT without Content-Length"
@@ -678,6 +677,76 @@ def rfc9112_cases() -> Iterator[Any]:
         yield case(full[:len(full) - cut], TRUNCATED, id=f"rfc9112-body-cut-{cut}-short")
 
 
+def rfc9110_conformance_cases() -> Iterator[Any]:
+    """Issue 13: what RFC 9112 says a server must take, and what it must refuse."""
+    close = b"Connection: close\r\n"
+    te = b"Transfer-Encoding: chunked\r\n" + close
+    # 7.1.1: a recipient MUST ignore chunk extensions it does not understand.
+    for name, body in [
+        ("bare", b"5; some; parameters=stuff\r\nhello\r\n0\r\n\r\n"),
+        ("quoted", b'5;foo="bar baz"\r\nhello\r\n0\r\n\r\n'),
+        ("quoted-pair", b'5;a="q\\"x";b=1\r\nhello\r\n0;last\r\n\r\n'),
+        ("bws", b"5 ; a = b\t;c\r\nhello\r\n0\r\n\r\n"),
+    ]:
+        yield case(post(body, te), ANSWER, answers=("POST /p 5",), then_close=True,
+                   id=f"rfc9112-chunk-ext-{name}")
+    # 7.1.2: a trailer section after the last chunk.
+    yield case(post(b"5\r\nhello\r\n0\r\nX-Trailer: 1\r\nX-Other:\tv \r\n\r\n", te), ANSWER,
+               answers=("POST /p 5",), then_close=True, id="rfc9112-chunk-trailer-fields")
+    yield case(post(b"3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n", b"Transfer-Encoding: chunked\r\n")
+               + get(b"/next", headers=close), ANSWER, answers=("POST /p 3", "GET /next 0"),
+               then_close=True, trickle=3, id="rfc9112-chunk-ext-trailer-then-pipelined")
+    for name, body in [("ext-bare-cr", b"5;a\rb\r\nhello\r\n0\r\n\r\n"),
+                       ("ext-no-name", b"5;\r\nhello\r\n0\r\n\r\n"),
+                       ("ext-open-quote", b'5;a="b\r\nhello\r\n0\r\n\r\n'),
+                       ("last-chunk-trailing-space", b"5\r\nhello\r\n0 \r\n\r\n"),
+                       ("trailer-no-colon", b"0\r\nX-Trailer\r\n\r\n"),
+                       ("trailer-bare-cr", b"0\r\nX: a\rb\r\n\r\n"),
+                       ("trailer-obs-fold", b"0\r\nX: a\r\n b\r\n\r\n")]:
+        yield case(chunked(body), status=400, id=f"rfc9112-chunk-{name}")
+    # 3.2: exactly one Host.
+    yield case(get(headers=b"Host: u\r\n"), status=400, id="rfc9112-two-host-fields")
+    yield case(b"GET / HTTP/1.1\r\nhost: a\r\nX: 1\r\nHOST: a\r\n\r\n", status=400,
+               id="rfc9112-two-host-fields-same-value")
+    # 3.2: origin-form, absolute-form, authority-form (CONNECT), asterisk-form (OPTIONS).
+    for name, line in [("asterisk-get", b"GET * HTTP/1.1"),
+                       ("authority-get", b"GET example.com:443 HTTP/1.1"),
+                       ("relative-path", b"GET foo/bar HTTP/1.1"),
+                       ("bad-uri", b"GET s://]ufd/: HTTP/1.1"),
+                       ("scheme-only", b"GET http: HTTP/1.1"),
+                       ("no-scheme-authority", b"GET ://x/ HTTP/1.1"),
+                       ("connect-origin", b"CONNECT / HTTP/1.1"),
+                       ("connect-no-port", b"CONNECT example.com HTTP/1.1"),
+                       ("connect-absolute", b"CONNECT http://example.com:80/ HTTP/1.1"),
+                       ("options-asterisk-query", b"OPTIONS *? HTTP/1.1"),
+                       ("bad-port", b"GET http://example.com:8a/ HTTP/1.1")]:
+        yield case(line + b"\r\nHost: t\r\n\r\n", status=400, id=f"rfc9112-target-{name}")
+    for name, line, answer in [
+        ("absolute", b"GET http://example.com/foo?a=1 HTTP/1.1", "GET http://example.com/foo 0"),
+        ("absolute-port-ipv6", b"GET http://[::1]:8080/x HTTP/1.1", "GET http://[::1]:8080/x 0"),
+        ("absolute-userinfo", b"GET https://u:p@h.example/ HTTP/1.1", "GET https://u:p@h.example/ 0"),
+        ("absolute-no-path", b"GET http://example.com HTTP/1.1", "GET http://example.com 0"),
+        ("options-asterisk", b"OPTIONS * HTTP/1.1", "OPTIONS * 0"),
+        ("connect-authority", b"CONNECT example.com:443 HTTP/1.1", "CONNECT example.com:443 0"),
+    ]:
+        yield case(line + b"\r\nHost: t\r\n" + close + b"\r\n", ANSWER, answers=(answer,),
+                   then_close=True, id=f"rfc9112-target-ok-{name}")
+    # 2.3 / RFC 9110 6.2: a major version we do not speak, or a minor we do not know.
+    for version in (b"HTTP/2.0", b"HTTP/1.2", b"HTTP/3.1", b"HTTP/0.9", b"HTTP/1.9"):
+        yield case(get(b"/", version), status=505, id=f"rfc9112-version-{version.decode()}")
+    # 9.3: HTTP/1.0 without keep-alive: one request, one answer, then the close.
+    yield case(b"GET /a HTTP/1.0\r\n\r\nGET /b HTTP/1.0\r\n\r\n", ANSWER,
+               answers=("GET /a 0",), then_close=True, never_served=("/b",),
+               id="rfc9112-http-1.0-pipelined-closes")
+    yield case(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n"
+               b"GET /c HTTP/1.0\r\n\r\n", ANSWER, answers=("GET /a 0", "GET /b 0"),
+               then_close=True, never_served=("/c",), id="rfc9112-http-1.0-keep-alive-then-not")
+    # 9.6: nothing after Connection: close is processed, whatever the method.
+    yield case(post(b"hi", b"Content-Length: 2\r\nConnection: close\r\n", b"/a") + get(b"/b"),
+               ANSWER, answers=("POST /a 2",), then_close=True, never_served=("/b",),
+               id="rfc9112-close-then-pipelined")
+
+
 HTTP_CASES = [
     *request_line_cases(),
     *header_cases(),
@@ -691,6 +760,7 @@ HTTP_CASES = [
     *corpus_file_cases(),
     *binary_garbage_cases(),
     *rfc9112_cases(),
+    *rfc9110_conformance_cases(),
 ]
 
 
@@ -728,10 +798,10 @@ def test_http_input(hostile: HostileServer, http_case: HttpCase) -> None:
         if http_case.then_close:
             assert reading.closed, "the server did not close after its answers"
     else:
-        assert reading.closed or (responses and 400 <= responses[0].status < 500), (
+        assert reading.closed or (responses and 400 <= responses[0].status < 506), (
             f"expected 4xx or close, received {reading.raw[:200]!r}")
-        assert all(400 <= r.status < 500 for r in responses), (
-            f"malformed input was answered: {reading.raw[:200]!r}")
+        assert all(400 <= r.status < 500 or r.status == http_case.status == 505
+                   for r in responses), f"malformed input was answered: {reading.raw[:200]!r}"
         if http_case.status:
             assert [r.status for r in responses] == [http_case.status], reading.raw[:200]
     settle(hostile, errors_before)
