@@ -310,7 +310,8 @@ def make_ffibuilder() -> FFI:
         "pymongoose._mongoose_cffi",
         '#include "mongoose.h"\n#include "glue.h"\n#include "mqtt.h"\n#include "aio.h"\n'
         '#include "util.h"\n#include "tls.h"\n#include "sntp.h"\n#include "dns.h"\n'
-        '#include "conn_limits.h"\n#include "static_policy.h"\n#include "asgi.h"\n#include "chunked.h"\n',
+        '#include "conn_limits.h"\n#include "static_policy.h"\n#include "asgi.h"\n'
+        '#include "chunked.h"\n',
         sources=[_build_path(fixed_mongoose_c(source_dir))]
         + [_build_path(CSRC / s) for s in GLUE_SOURCES],
         include_dirs=[_build_path(source_dir), _build_path(CSRC)],

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, MutableMapping
 from typing import Any, Callable, Optional
 from urllib.parse import unquote
 
+from ._http_target import split_fragment, split_target
+
 __all__ = [
     "ASGI_INFO",
     "CONNECTION",
@@ -77,12 +79,15 @@ def parse_head(head: bytes) -> Head:
             if slot is not None and noted[slot] is None:
                 noted[slot] = value
     if not target.startswith(b"/"):
-        # absolute-form ("http://host/path?q") or asterisk-form ("*")
-        scheme_end = target.find(b"://")
-        if scheme_end >= 0:
-            slash = target.find(b"/", scheme_end + 3)
-            target = target[slash:] if slash >= 0 else b"/"
+        # absolute-form ("http://host/path?q"): its authority replaces Host (RFC 9112
+        # 3.2.2); asterisk-form ("*") and authority-form stay as they are
+        target, authority = split_target(target)
+        if authority is not None:
+            headers = [(b"host", authority.encode("latin-1")) if name == b"host"
+                       else (name, value) for name, value in headers]
     raw_path, _, query = target.partition(b"?")
+    if b"#" in target:
+        raw_path, query = split_fragment(raw_path, query)
     path = raw_path.decode("utf-8", "surrogateescape")
     if "%" in path:
         path = unquote(path, errors="surrogateescape")

@@ -28,9 +28,11 @@ from urllib.parse import unquote_to_bytes
 
 from ._ffi import mg_str_bytes
 from ._http_date import http_date
+from ._http_target import split_fragment, split_target
 from .connection import Connection
 from .constants import (
     MG_EV_CLOSE,
+    MG_EV_ERROR,
     MG_EV_HTTP_HDRS,
     MG_EV_HTTP_MSG,
     MG_EV_WAKEUP,
@@ -62,7 +64,7 @@ _NO_BODY_STATUS = frozenset({204, 304})
 #: What the server's handler listens to; MG_EV_WRITE only while a response waits for
 #: a slow client.
 _EVENTS = (MG_EV_HTTP_HDRS, MG_EV_HTTP_MSG, PYMG_EV_HTTP_BODY, PYMG_EV_HTTP_BODY_END,
-           MG_EV_WAKEUP, MG_EV_CLOSE)
+           MG_EV_WAKEUP, MG_EV_ERROR, MG_EV_CLOSE)
 _EVENTS_WRITING = (*_EVENTS, MG_EV_WRITE)
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
                          "proxy-authorization", "te", "trailers", "transfer-encoding",
@@ -70,7 +72,8 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
 
 
 class ClientDisconnected(OSError):
-    """The client closed the connection before the request body was complete."""
+    """The request body cannot be read whole: the client closed the connection before
+    it was complete, or sent a malformed one (a bad chunk); the message says which."""
 
 
 class FileWrapper:
@@ -124,6 +127,8 @@ class _Input:
 
     def _finish(self, error: Optional[BaseException] = None) -> None:
         with self._cond:
+            if self._eof:
+                return  # the first ending counts: a malformed body, then the close
             self._eof = True
             self._error = error
             self._cond.notify_all()
@@ -136,8 +141,8 @@ class _Input:
             while size < 0 or len(out) < size:
                 if not self._chunks:
                     if self._eof:
-                        if self._error is not None and not out:
-                            raise self._error
+                        if self._error is not None:
+                            raise self._error  # never a silently truncated body
                         break
                     if self._paused:  # all taken, yet the loop waits for us: resume
                         self._paused = False
@@ -659,6 +664,11 @@ class WSGIServer:
             # Only static files get here (see _start); everything else was streamed.
             assert self.root is not None
             conn.serve_dir(data, self.root)
+        elif ev == MG_EV_ERROR:
+            request = self._requests.get(conn.id)
+            if request is not None and not request.body_done:
+                request.input._finish(ClientDisconnected(
+                    f"the request body is malformed ({data}); the connection is closed"))
         elif ev == MG_EV_CLOSE:
             self._peers.pop(conn.id, None)
             request = self._requests.pop(conn.id, None)
@@ -707,6 +717,11 @@ class WSGIServer:
         raw = hm._live()
         uri = mg_str_bytes(raw.uri)
         query = mg_str_bytes(raw.query) if raw.query.len else b""
+        authority = None
+        if not uri.startswith(b"/"):
+            uri, authority = split_target(uri)
+        if b"#" in uri or b"#" in query:  # a fragment is not sent, but if it is: dropped
+            uri, query = split_fragment(uri, query)
         environ = self._base_environ.copy()  # the keys every request has the same
         environ["REQUEST_METHOD"] = mg_str_bytes(raw.method).decode("latin-1")
         environ["PATH_INFO"] = unquote_to_bytes(uri).decode("latin-1") if b"%" in uri \
@@ -725,14 +740,16 @@ class WSGIServer:
                 peer["wsgi.url_scheme"] = "https"
         environ.update(peer)
         for name, value in hm.headers():
+            if "_" in name:
+                continue  # Foo_Bar would pose as Foo-Bar: dropped, as other servers do
             key = name.upper().replace("-", "_")
             if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
                 environ[key] = value
                 continue
-            if "_" in name:
-                continue  # Foo_Bar would pose as Foo-Bar: dropped, as other servers do
             key = "HTTP_" + key
             environ[key] = environ[key] + "," + value if key in environ else value
+        if authority is not None:  # RFC 9112 3.2.2: the target's authority, not Host
+            environ["HTTP_HOST"] = authority
         return environ
 
     def _flush(self, conn: Connection) -> None:

@@ -723,8 +723,10 @@ def rfc9110_conformance_cases() -> Iterator[Any]:
         yield case(line + b"\r\nHost: t\r\n\r\n", status=400, id=f"rfc9112-target-{name}")
     for name, line, answer in [
         ("absolute", b"GET http://example.com/foo?a=1 HTTP/1.1", "GET http://example.com/foo 0"),
-        ("absolute-port-ipv6", b"GET http://[::1]:8080/x HTTP/1.1", "GET http://[::1]:8080/x 0"),
-        ("absolute-userinfo", b"GET https://u:p@h.example/ HTTP/1.1", "GET https://u:p@h.example/ 0"),
+        ("absolute-port-ipv6", b"GET http://[::1]:8080/x HTTP/1.1",
+         "GET http://[::1]:8080/x 0"),
+        ("absolute-userinfo", b"GET https://u:p@h.example/ HTTP/1.1",
+         "GET https://u:p@h.example/ 0"),
         ("absolute-no-path", b"GET http://example.com HTTP/1.1", "GET http://example.com 0"),
         ("options-asterisk", b"OPTIONS * HTTP/1.1", "OPTIONS * 0"),
         ("connect-authority", b"CONNECT example.com:443 HTTP/1.1", "CONNECT example.com:443 0"),
