@@ -400,3 +400,37 @@ def test_asgi_underscore_headers_kept_apart() -> None:
     headers = dict(scope["headers"])
     assert headers[b"content_length"] == b"5"
     assert b"content-length" not in headers
+
+
+@pytest.mark.parametrize(("encoded", "payload"), [(e, p) for _, e, p in CHUNKED],
+                         ids=CHUNKED_IDS)
+def test_asgi_receive_chunked(encoded: bytes, payload: Optional[bytes]) -> None:
+    """The ASGI app receives the table's valid bodies whole; a malformed one ends with
+    http.disconnect, never with a body that looks complete."""
+    called, done = threading.Event(), threading.Event()
+    results: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        called.set()
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                results.append(message["type"])
+                done.set()
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        results.append(body)
+        done.set()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    with running_asgi(app, lifespan=False) as running:
+        exchange(running.port, chunked_head() + b"2\r\nxy\r\n", encoded, called)
+        assert done.wait(TIMEOUT), "the app never finished receiving"
+    assert results == (["http.disconnect"] if payload is None else [b"xy" + payload])
