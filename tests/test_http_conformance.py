@@ -313,6 +313,12 @@ def test_wsgi_underscore_content_length_alone_dropped() -> None:
     assert "CONTENT_LENGTH" not in env or env["CONTENT_LENGTH"] in ("", "0")
 
 
+def test_wsgi_body_less_post_has_no_content_length() -> None:
+    """The environ shows what the client sent: no CONTENT_LENGTH it did not send."""
+    env = environ_of(b"POST /p HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert "CONTENT_LENGTH" not in env
+
+
 @pytest.mark.parametrize(("target", "path", "query", "host"), [
     (b"http://example.com/foo?a=1", "/foo", "a=1", "example.com"),
     (b"http://example.com:8080", "/", "", "example.com:8080"),
