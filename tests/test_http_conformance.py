@@ -440,3 +440,56 @@ def test_asgi_receive_chunked(encoded: bytes, payload: Optional[bytes]) -> None:
         exchange(running.port, chunked_head() + b"2\r\nxy\r\n", encoded, called)
         assert done.wait(TIMEOUT), "the app never finished receiving"
     assert results == (["http.disconnect"] if payload is None else [b"xy" + payload])
+
+
+# -- the head checks apply to the app servers too -------------------------------------------
+
+HEAD_CASES = [
+    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (b"GET * HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    (b"GET example.com:443 HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    (b"GET foo/bar HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    (b"GET s://]ufd/: HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+    (b"GET / HTTP/1.2\r\nHost: t\r\n\r\n", 505),
+    (b"GET / HTTP/3.1\r\nHost: t\r\n\r\n", 505),
+    (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0 \r\n\r\n", 400),
+    (b"POST /ok HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+     b"\r\n5;foo=\"bar baz\"\r\nhello\r\n0\r\nT: 1\r\n\r\n", 200),
+]
+
+
+@pytest.mark.parametrize("mode", ["wsgi", "asgi"])
+def test_app_servers_apply_the_head_checks(mode: str) -> None:
+    """The WSGI and ASGI servers refuse what the plain handler refuses (400, or 505 for
+    the version) without calling the app, and take chunk extensions and trailers."""
+    calls: list[tuple[str, bytes]] = []
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        calls.append((environ["PATH_INFO"], environ["wsgi.input"].read()))
+        start_response("200 OK", [("Content-Length", "0")])
+        return [b""]
+
+    async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        calls.append((scope["path"], body))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    with contextlib.ExitStack() as stack:
+        if mode == "wsgi":
+            port = int(stack.enter_context(wsgi_serving(wsgi_app)).rsplit(":", 1)[1])
+        else:
+            port = stack.enter_context(running_asgi(asgi_app, lifespan=False)).port
+        for request, status in HEAD_CASES:
+            assert answer(exchange(port, request))[0] == status, request
+    assert calls == [("/ok", b"hello")]
