@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
 import signal
@@ -49,19 +48,13 @@ def children_of(pid: int) -> list[int]:
 
 @pytest.fixture
 def two_workers() -> Iterator[tuple[Child, int]]:
+    # running() kills the server's whole process group when the test ends, workers
+    # included: a failed test leaves none behind holding the output pipes open.
     with running("tests/workers_app.py", "2") as child:
-        try:
-            port = int(child.wait_for(r"serving http://127\.0\.0\.1:(\d+)").group(1))
-            child.wait_for(r"worker \d ready")
-            child.wait_for(r"worker \d ready")
-            yield child, port
-        finally:
-            # A failed test may leave the server up: take its workers down with it, or
-            # they would keep the output pipes open.
-            if child.proc.poll() is None:
-                for pid in children_of(child.proc.pid):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+        port = int(child.wait_for(r"serving http://127\.0\.0\.1:(\d+)").group(1))
+        child.wait_for(r"worker \d ready")
+        child.wait_for(r"worker \d ready")
+        yield child, port
 
 
 def test_two_workers_answer_from_two_processes(two_workers: tuple[Child, int]) -> None:
