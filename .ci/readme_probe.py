@@ -14,6 +14,7 @@ Each phase's wall time is printed. Standard library only: it runs before any ven
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
@@ -151,10 +152,8 @@ def main() -> int:
 
 def kill_group(proc: subprocess.Popen[str]) -> Optional[int]:
     """SIGKILL whatever of the command's process group is left."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     try:
         return proc.wait(timeout=EXIT_TIMEOUT)
     except subprocess.TimeoutExpired:
