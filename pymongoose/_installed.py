@@ -28,7 +28,9 @@ _HERE = Path(__file__).resolve().parent
 
 
 def _python_sources(package_dir: Path) -> list[str]:
-    return sorted(p.name for p in package_dir.glob("*.py"))
+    """The package's ``.py`` files, subpackages included, as sorted relative paths."""
+    return sorted(str(p.relative_to(package_dir)) for p in package_dir.rglob("*.py")
+                  if "__pycache__" not in p.parts)
 
 
 def same_sources(a: Path, b: Path) -> bool:

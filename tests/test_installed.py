@@ -26,9 +26,7 @@ CFFI_SITE = str(Path(cffi.__file__).resolve().parent.parent)
 def copy_sources(parent: Path) -> Path:
     """``parent/pymongoose`` with the package's Python files and nothing compiled."""
     target = parent / "pymongoose"
-    target.mkdir(parents=True)
-    for source in PACKAGE.glob("*.py"):
-        shutil.copy2(source, target / source.name)
+    shutil.copytree(PACKAGE, target, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     return target
 
 
@@ -61,6 +59,11 @@ def test_a_matching_installed_copy_is_found_and_a_changed_one_is_not(tmp_path: P
     assert f"-m pip install -e {source.parent}" in message
 
     (installed / "manager.py").unlink()  # a file missing is a difference too
+    assert not same_sources(source, installed)
+    shutil.copy2(source / "manager.py", installed / "manager.py")
+    assert same_sources(source, installed)
+    (source / "sub").mkdir()  # subpackages count
+    (source / "sub" / "__init__.py").write_text("")
     assert not same_sources(source, installed)
 
 
