@@ -137,7 +137,11 @@ def run_to_end(*args: str, timeout: float = START_TIMEOUT) -> subprocess.Complet
     ) as proc:
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
-        except BaseException:  # the deadline (a child left holding the pipes), or ours
+        except subprocess.TimeoutExpired as exc:  # perhaps a fork left holding the pipes
+            kill_group(proc)
+            exc.stdout, exc.stderr = proc.communicate()  # all of it, as subprocess.run
+            raise
+        except BaseException:  # the test's own timeout
             kill_group(proc)
             raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
