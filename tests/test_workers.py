@@ -34,18 +34,6 @@ def parent_of(pid: int) -> int:
         return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if parent_of(int(entry)) == pid:
-                    found.append(int(entry))
-            except OSError:
-                continue
-    return found
-
-
 @pytest.fixture
 def two_workers() -> Iterator[tuple[Child, int]]:
     # running() kills the server's whole process group when the test ends, workers
