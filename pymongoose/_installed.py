@@ -90,10 +90,11 @@ def missing_build_message(source_dir: Path, different: list[Path]) -> str:
         lines.append("Installed copies built from other sources: "
                      + ", ".join(str(d) for d in different) + ".")
     lines.append(
-        f"Build it in place with `{sys.executable} -m pip install -e {project}`, "
-        f"or install it with `{sys.executable} -m pip install {project}` and run "
-        f"the `{_PACKAGE}` command or `python -m {_PACKAGE}` from another folder "
-        f"(`python -m` puts the current folder, here the source tree, first on sys.path)."
+        f"Build it in place with `{sys.executable} -m pip install -e {project}`, or "
+        f"(re)install it with `{sys.executable} -m pip install {project}`: from the source "
+        "tree, an installed copy is used only while its Python files match the tree's. "
+        f"(`python -m {_PACKAGE}` puts the current folder first on sys.path; the "
+        f"`{_PACKAGE}` command does not.)"
     )
     return "\n".join(lines)
 
