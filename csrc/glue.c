@@ -139,6 +139,21 @@ static int wants(const struct pymg_route *r, int ev) {
   return (int) ((r->interest >> ev) & 1U);
 }
 
+/* Mongoose reports a failed connect, or any error pending on a socket, as a bare
+ * "socket error": name it from the socket ("socket error: Connection refused
+ * (errno 111)"). Read before Mongoose closes the socket, after MG_EV_ERROR. */
+static const char *socket_error_text(struct mg_connection *c, const char *text) {
+  static __thread char buf[128];
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (c->fd == NULL || text == NULL || strcmp(text, "socket error") != 0) return text;
+  if (getsockopt((int) (size_t) c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) {
+    return text;
+  }
+  snprintf(buf, sizeof(buf), "socket error: %s (errno %d)", strerror(err), err);
+  return buf;
+}
+
 /* The TLS part of route_event, out of line so that the per-request events do
  * not pay for its registers. Returns 0 when the event must not be routed. */
 #if defined(__GNUC__)
@@ -149,7 +164,7 @@ static int tls_hooks(struct mg_connection *c, struct pymg_route *r, int ev, void
   if (ev == MG_EV_CLOSE && c->is_tls) pymg_tls_before_close(c, r);
   if (ev == MG_EV_ERROR) {
     r->error_seen = 1;
-    *ev_data = (void *) pymg_tls_error_text(c, (const char *) *ev_data);
+    *ev_data = (void *) pymg_tls_error_text(c, socket_error_text(c, (const char *) *ev_data));
   }
   return 1;
 }

@@ -1,8 +1,8 @@
 """``python -m pymongoose``: serve a directory over HTTP, with a WebSocket echo at ``/ws``.
 
-Like ``python -m http.server``, but Mongoose does the work: index.html, MIME types,
-ETag / 304 and Range requests come from its static file handler. Stop it with Ctrl-C
-(SIGINT) or SIGTERM.
+Like ``python -m http.server``, but Mongoose does the work: index.html, folder
+listings (``--no-list`` turns them off; dotfiles stay hidden), MIME types, ETag / 304 and
+Range requests come from its static file handler. Stop it with Ctrl-C (SIGINT) or SIGTERM.
 
 ``--wsgi module:app`` serves a WSGI application instead (``--asgi module:app`` an ASGI
 one), with ``--workers`` processes, ``--threads`` per process (WSGI), ``--root`` static
@@ -17,6 +17,7 @@ import os
 import sys
 from typing import Any, Callable, Optional
 
+from ._startup import startup_line
 from .connection import Connection, EventHandler
 from .constants import MG_EV_HTTP_MSG, MG_EV_WS_MSG, WEBSOCKET_OP_BINARY, WEBSOCKET_OP_TEXT
 from .errors import ListenError
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="worker processes for --wsgi/--asgi (default: 1)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="threads running the WSGI app in each worker (default: 8)")
+    parser.add_argument("--no-list", dest="list_dirs", action="store_false",
+                        help="answer 403 for a folder without index.html instead of listing "
+                             "it (static files; dotfiles are never listed nor served)")
     parser.add_argument("--access-log", action="store_true",
                         help="log one line per request (logger pymongoose.access, stderr)")
     return parser
@@ -95,15 +99,16 @@ def import_app(path: str) -> Callable[..., Any]:
                          f"{' or '.join(repr(c) for c in candidates)}")
 
 
-def make_handler(root_dir: str) -> EventHandler:
-    """An event handler that serves ``root_dir`` and echoes WebSocket messages on /ws."""
+def make_handler(root_dir: str, list_dirs: bool = True) -> EventHandler:
+    """An event handler that serves ``root_dir`` and echoes WebSocket messages on /ws;
+    ``list_dirs``: a folder without index.html is listed (hidden files stay hidden)."""
 
     def handler(conn: Connection, ev: int, data: Any) -> None:
         if ev == MG_EV_HTTP_MSG:
             if data.uri == WS_PATH:
                 conn.ws_upgrade(data)
             else:
-                conn.serve_dir(data, root_dir)
+                conn.serve_dir(data, root_dir, list_dirs=list_dirs)
         elif ev == MG_EV_WS_MSG:
             # Echo with the message's own type: text stays text, binary stays binary.
             op = WEBSOCKET_OP_BINARY if data.op == WEBSOCKET_OP_BINARY else WEBSOCKET_OP_TEXT
@@ -177,7 +182,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"{parser.prog}: error: --root {args.root!r} is not a directory", file=sys.stderr)
         return _USAGE_ERROR
 
-    manager = Manager(make_handler(root_dir), events=(MG_EV_HTTP_MSG, MG_EV_WS_MSG))
+    manager = Manager(make_handler(root_dir, args.list_dirs), events=(MG_EV_HTTP_MSG, MG_EV_WS_MSG))
     try:
         # http=True so that a bare "127.0.0.1:8000" also speaks HTTP.
         listener = manager.listen(args.listen, http=True)
@@ -189,7 +194,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     url = _base_url(listener)
     ws_url = "ws" + url[len("http"):] + WS_PATH
-    ready = f"Serving {root_dir} at {url}/ (WebSocket echo at {ws_url})"
+    ready = startup_line(f"files from {root_dir}", url, 1, f"WebSocket echo at {ws_url}")
     # Printed once the signal handlers are in: a signal right after it still exits 0.
     manager.run(on_ready=lambda: print(ready, flush=True))
     return 0

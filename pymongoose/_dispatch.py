@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from ._ffi import ffi, lib
+from ._mglog import demoted_level
 from .constants import MG_EV_HTTP_HDRS, MG_EV_HTTP_MSG
 from .messages import HttpMessage
 
@@ -57,7 +58,7 @@ def _forward_log_line(raw: bytes) -> None:
     level = logging.ERROR
     if len(parts) >= 2 and parts[1].isdigit():
         level = _LOG_LEVELS.get(int(parts[1]), logging.DEBUG)
-    _MONGOOSE_LOG.log(level, "%s", line)
+    _MONGOOSE_LOG.log(demoted_level(line, level), "%s", line)
 
 
 @_def_extern(onerror=_on_escape)

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from typing import Any, Union
 
-from ._mongoose_cffi import ffi, lib
+try:
+    from ._mongoose_cffi import ffi, lib
+except ModuleNotFoundError as exc:
+    # Imported from a source tree that was installed with ``pip install .`` rather than
+    # built in place: use the installed copy's compiled module, or say what to run.
+    if exc.name != f"{__package__}._mongoose_cffi":
+        raise
+    from ._installed import compiled_module
+
+    _compiled = compiled_module(exc)
+    ffi, lib = _compiled.ffi, _compiled.lib
 
 __all__ = ["NULL", "as_bytes", "ffi", "lib", "mg_str_bytes"]
 

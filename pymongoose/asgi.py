@@ -35,6 +35,7 @@ from ._asgi_scope import (
 )
 from ._asgi_ws import WebSocketCycle
 from ._ffi import ffi, lib
+from ._startup import startup_line
 from .aio import AsyncManager
 from .connection import Connection
 from .constants import (
@@ -408,7 +409,7 @@ async def _serve_main(app: ASGIApp, url: str, root: Optional[str], access_log: b
     try:
         await server.start(url, sock=sock)
         if announce:
-            print(f"pymongoose ASGI server listening on {server.url}", flush=True)
+            print(startup_line("ASGI app", server.url, 1), flush=True)
         await stop.wait()
     finally:
         await server.close(graceful_timeout)
@@ -448,8 +449,7 @@ def _serve_workers(app: ASGIApp, url: str, workers: int, root: Optional[str],
 
     try:
         code = prefork.run(url, worker_main, workers, on_ready=lambda real_url: print(
-            f"pymongoose ASGI server listening on {real_url} ({workers} workers)",
-            flush=True))
+            startup_line("ASGI app", real_url, workers), flush=True))
     finally:
         os.close(failures_w)
         with os.fdopen(failures_r, "rb") as failures:

@@ -20,6 +20,7 @@ from . import _dispatch, dns, sntp
 from . import mqtt as _mqtt
 from ._dispatch import _UNSHARED_REFS, _getrefcount
 from ._ffi import NULL, ffi, lib, mg_str_bytes
+from ._mglog import repeated_by_exception
 from .connection import Connection, EventHandler, format_headers
 from .constants import (
     MG_EV_CLOSE,
@@ -647,7 +648,8 @@ class Manager:
             limits = self._limits
         route = self._route_for(handler, events)
         err = ffi.new("int *")
-        c = self._open(route, lambda: lib.pymg_listen(m, raw_url, proto, route[1], err))
+        with repeated_by_exception("mg_listen", "mg_open_listener"):  # ListenError says it
+            c = self._open(route, lambda: lib.pymg_listen(m, raw_url, proto, route[1], err))
         if c == NULL:
             self._settle()
             code = err[0]

@@ -29,6 +29,7 @@ from urllib.parse import unquote_to_bytes
 from ._ffi import mg_str_bytes
 from ._http_date import http_date
 from ._http_target import split_fragment, split_target
+from ._startup import startup_line
 from .connection import Connection
 from .constants import (
     MG_EV_CLOSE,
@@ -809,12 +810,12 @@ def serve(app: WSGIApp, url: str = "http://127.0.0.1:8000", *, workers: int = 1,
     process). ``threads``: the app's thread pool in each process. ``root``: static
     files served by Mongoose before the app. ``access_log``: one line per request to
     the ``pymongoose.access`` logger. ``on_ready(real_url)`` is called once listening
-    (default: print ``Serving WSGI app at URL``).
+    (default: print ``Serving WSGI app at URL/ (N workers, T threads each)``).
     """
     if on_ready is None:
         def on_ready(real_url: str) -> None:
-            print(f"Serving WSGI app at {real_url}/ ({workers} worker"
-                  f"{'s' if workers != 1 else ''}, {threads} threads each)", flush=True)
+            print(startup_line("WSGI app", real_url, workers, f"{threads} threads each"),
+                  flush=True)
     if access_log:
         _enable_access_log()
     if workers == 1:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from _tools import require
+
 from pymongoose import Manager
 
 TIMEOUT = 10.0
@@ -96,6 +98,7 @@ def _start(config_dir: Path, extra: str) -> Optional[Mosquitto]:
 @contextlib.contextmanager
 def mosquitto(config_dir: Path, extra: str = "allow_anonymous true\n") -> Iterator[Mosquitto]:
     """Run mosquitto with ``extra`` configuration lines until the block ends."""
+    require("mosquitto")
     broker = None
     for _attempt in range(5):
         broker = _start(config_dir, extra)

@@ -8,7 +8,6 @@ runs in the foreground on a free port, with no upstream servers and no hosts fil
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import struct
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import pytest
+from _tools import require
 
 from pymongoose import Manager
 
@@ -126,7 +126,7 @@ def _dns_answers(port: int, name: str) -> bool:
 @contextlib.contextmanager
 def dnsmasq(tmp_path: Path, names: dict[str, str]) -> Iterator[int]:
     """dnsmasq answering ``names`` (name -> IPv4) on 127.0.0.1; yields its port."""
-    binary = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    binary = require("dnsmasq")
     for _attempt in range(5):
         port = free_udp_port()
         log = tmp_path / f"dnsmasq-{port}.log"

@@ -2,6 +2,10 @@
 
 Shared by test_examples.py and test_main.py. Output is read by threads into a queue,
 so waiting for a line is a ``queue.get`` with a timeout, never a sleep.
+
+Each child leads a process group of its own (``start_new_session``): whatever it forks
+(prefork workers) is killed with it, so a failed or timed-out test leaves nothing behind
+that holds the output pipes open.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, NoReturn, Optional
+from typing import IO, Any, NoReturn, Optional
 
 import pytest
 
@@ -24,6 +28,15 @@ REPO = Path(__file__).resolve().parent.parent
 #: Generous: PyPy on a busy two-core machine takes a while to import cffi modules.
 START_TIMEOUT = 60.0
 EXIT_TIMEOUT = 30.0
+
+
+def kill_group(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL the process group ``proc`` leads (started with ``start_new_session``),
+    then reap ``proc``. Harmless once everything in the group has exited."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=EXIT_TIMEOUT)
 
 
 def child_env() -> dict[str, str]:
@@ -39,7 +52,7 @@ class Child:
         self.proc = subprocess.Popen(
             [sys.executable, *args], cwd=REPO, env=child_env(), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
-            errors="replace",
+            errors="replace", start_new_session=True,
         )
         self._lines: queue.Queue[Optional[str]] = queue.Queue()
         self._stderr: list[str] = []
@@ -90,9 +103,8 @@ class Child:
         return "".join(self._stderr)
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=EXIT_TIMEOUT)
+        """Kill the child and everything in its process group; wait for the output."""
+        kill_group(self.proc)
         for thread in self._threads:
             thread.join(timeout=EXIT_TIMEOUT)
 
@@ -118,7 +130,18 @@ def running(*args: str) -> Iterator[Child]:
 
 def run_to_end(*args: str, timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess[str]:
     """Run ``python ARGS...`` to completion and capture its output."""
-    return subprocess.run(
+    with subprocess.Popen(
         [sys.executable, *args], cwd=REPO, env=child_env(), stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout,
-    )
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+        errors="replace", start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:  # perhaps a fork left holding the pipes
+            kill_group(proc)
+            exc.stdout, exc.stderr = proc.communicate()  # all of it, as subprocess.run
+            raise
+        except BaseException:  # the test's own timeout
+            kill_group(proc)
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import requests
 from asgi_helpers import TIMEOUT, running_asgi
+from subprocess_helpers import kill_group
 
 from pymongoose.asgi import LifespanFailure
 
@@ -125,19 +126,19 @@ def test_serve_runs_until_sigterm_then_shuts_down(tmp_path: Path) -> None:
     code = ("import small_app; from pymongoose.asgi import serve; "
             "serve(small_app.app, 'http://127.0.0.1:0', access_log=True)")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "lifespan startup"
-        url = re.search(r"http://\S+", proc.stdout.readline())
+        url = re.search(r"^Serving ASGI app at (http://[\d.:]+)/ \(1 worker\)$",
+                        proc.stdout.readline())
         assert url is not None
-        assert requests.get(url.group(0) + "/x?y=1", timeout=TIMEOUT).text == "served"
+        assert requests.get(url.group(1) + "/x?y=1", timeout=TIMEOUT).text == "served"
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_group(proc)  # the workers too, if the server did not stop them
     assert proc.returncode == 0
     assert out.strip().endswith("lifespan shutdown")
     assert '"GET /x?y=1 HTTP/1.1" 200 6' in err  # the access log

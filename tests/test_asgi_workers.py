@@ -11,6 +11,7 @@ from pathlib import Path
 
 import requests
 from asgi_helpers import TIMEOUT
+from subprocess_helpers import kill_group
 
 APP = textwrap.dedent("""
     import os
@@ -35,7 +36,8 @@ def start(tmp_path: Path, workers: int, env: dict[str, str]) -> subprocess.Popen
     code = ("import pid_app; from pymongoose.asgi import serve; "
             f"serve(pid_app.app, 'http://127.0.0.1:0', workers={workers})")
     return subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, env=env)
 
 
 def test_two_workers_serve_from_two_processes_and_stop_on_sigterm(tmp_path: Path) -> None:
@@ -46,11 +48,12 @@ def test_two_workers_serve_from_two_processes_and_stop_on_sigterm(tmp_path: Path
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert "(2 workers)" in line
-        found = re.search(r"http://\S+", line)
+        found = re.search(r"^Serving ASGI app at (http://[\d.:]+)/ \(2 workers\)$",
+                          line)
         assert found is not None
         pids = set()
         for _ in range(200):  # new connections each time: the kernel spreads them
-            pids.add(requests.get(found.group(0), timeout=TIMEOUT,
+            pids.add(requests.get(found.group(1), timeout=TIMEOUT,
                                   headers={"Connection": "close"}).text)
             if len(pids) == 2:
                 break
@@ -59,9 +62,7 @@ def test_two_workers_serve_from_two_processes_and_stop_on_sigterm(tmp_path: Path
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_group(proc)  # the workers too, if the server did not stop them
     assert proc.returncode == 0
 
 
@@ -72,8 +73,6 @@ def test_lifespan_failure_in_workers_exits_non_zero_with_the_message(tmp_path: P
     try:
         _out, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_group(proc)  # the workers too, if the server did not stop them
     assert proc.returncode != 0
     assert "ASGI lifespan startup failed: no database" in err

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _tools import require
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.timeout(300)
 def test_quick_benchmark_produces_the_table(tmp_path: Path) -> None:
-    assert shutil.which("wrk"), "the benchmark needs wrk (Debian: apt-get install wrk)"
-    assert shutil.which("cc"), "the benchmark needs a C compiler"
+    require("wrk", "cc")
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--workloads",
          "hello,ws,idle", "--idle-connections", "200", "--cpython", sys.executable,

@@ -8,7 +8,8 @@ import requests
 import websocket
 from subprocess_helpers import REPO, run_to_end, running
 
-URL_LINE = r"Serving WSGI app at (http://127\.0\.0\.1:\d+)/"
+# The start-up line reads the same in every mode (static files: test_main.py).
+URL_LINE = r"^Serving WSGI app at (http://127\.0\.0\.1:\d+)/ \(2 workers, 4 threads each\)$"
 
 
 def test_wsgi_flask_app_with_two_workers_and_access_log() -> None:
@@ -30,7 +31,7 @@ def test_wsgi_flask_app_with_two_workers_and_access_log() -> None:
 def test_wsgi_single_process_with_static_root() -> None:
     with running("-m", "pymongoose", "--wsgi", "tests.wsgi_flask_app", "--listen",
                  "http://127.0.0.1:0", "--root", "examples") as child:
-        url = child.wait_for(URL_LINE).group(1)
+        url = child.wait_for(URL_LINE.replace("2 workers, 4", "1 worker, 8")).group(1)
         assert requests.get(url + "/", timeout=60).text.startswith("hello from flask")
         static = requests.get(url + "/hello_http.py", timeout=60)
         assert static.content == (REPO / "examples" / "hello_http.py").read_bytes()
@@ -55,7 +56,7 @@ def test_asgi_option_exits_2_on_what_it_cannot_serve() -> None:
     assert result.returncode == 2 and "--threads applies to --wsgi only" in result.stderr
 
 
-ASGI_URL_LINE = r"listening on (http://127\.0\.0\.1:\d+)"
+ASGI_URL_LINE = r"^Serving ASGI app at (http://127\.0\.0\.1:\d+)/ \(2 workers\)$"
 
 
 def test_asgi_starlette_app_with_two_workers_root_and_access_log() -> None:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import pytest
 import requests
+from _tools import require
 
 from pymongoose import MG_EV_HTTP_MSG, Connection
 
@@ -37,6 +38,7 @@ def http() -> Iterator[requests.Session]:
 
 def curl(*args: str) -> bytes:
     """Run curl (never through a proxy) and return its stdout."""
+    require("curl")
     result = subprocess.run(
         ["curl", "-s", "--noproxy", "*", "--max-time", str(TIMEOUT), *args],
         capture_output=True, timeout=TIMEOUT + 5, check=True,
@@ -548,6 +550,7 @@ def test_curl_post_body(serve: Serve) -> None:
         if ev == MG_EV_HTTP_MSG:
             conn.reply(200, data.body_bytes, headers={"Content-Type": "application/octet-stream"})
 
+    require("curl")
     with serve(handler) as server:
         result = subprocess.run(
             ["curl", "-s", "--noproxy", "*", "--max-time", str(TIMEOUT), "--http1.1",

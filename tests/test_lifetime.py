@@ -295,6 +295,7 @@ def test_manager_closed_from_a_handler_while_others_are_active(trigger: str) -> 
 # -- garbage collection between events ----------------------------------------------------
 
 
+@pytest.mark.timeout(300)  # a full collection per event: slow by design, more so on PyPy
 def test_gc_collect_in_every_handler_call_under_load(serve: Callable[..., Any]) -> None:
     """A full collection inside every handler call, while several clients are served."""
     collections = []

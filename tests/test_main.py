@@ -20,17 +20,21 @@ from subprocess_helpers import Child, run_to_end, running
 from pymongoose.__main__ import main
 
 TIMEOUT = 10.0
-URL_LINE = (r"Serving (?P<root>.+) at (?P<url>http://127\.0\.0\.1:\d+)/ "
-            r"\(WebSocket echo at (?P<ws>\S+)\)")
+URL_LINE = (r"^Serving files from (?P<root>.+) at (?P<url>http://127\.0\.0\.1:\d+)/ "
+            r"\(1 worker, WebSocket echo at (?P<ws>\S+)\)$")
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    """A folder to serve: an index page, a text file and a subfolder without an index."""
+    """A folder to serve: an index page, a text file and a subfolder without an index
+    (with a dotfile and a dot-folder in it)."""
     (tmp_path / "index.html").write_text("<p>welcome</p>\n")
     (tmp_path / "hello.txt").write_text("hello from a file\n")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "data.bin").write_bytes(bytes(range(256)))
+    (tmp_path / "sub" / ".secret").write_text("not for listing\n")
+    (tmp_path / "sub" / ".git").mkdir()
+    (tmp_path / "sub" / "inner").mkdir()
     return tmp_path
 
 
@@ -77,6 +81,33 @@ def test_serves_files_and_echoes_websocket_then_sigint(site: Path) -> None:
 
         assert child.stop(signal.SIGINT) == 0
         assert "Traceback" not in child.stderr()
+
+
+def test_a_folder_without_index_is_listed_without_hidden_entries(site: Path) -> None:
+    with running("-m", "pymongoose", "--listen", "http://127.0.0.1:0",
+                 "--root", str(site)) as child:
+        url, _ = start(child, site)
+        listing = requests.get(url + "/sub/", timeout=TIMEOUT)
+        assert listing.status_code == 200
+        assert listing.headers["Content-Type"].startswith("text/html")
+        assert "data.bin" in listing.text and "inner/" in listing.text
+        assert ".secret" not in listing.text and ".git" not in listing.text
+        assert requests.get(url + "/sub/.secret", timeout=TIMEOUT).status_code == 404
+        # a folder with an index page still gets the page
+        assert requests.get(url + "/", timeout=TIMEOUT).text == "<p>welcome</p>\n"
+        assert child.stop(signal.SIGINT) == 0
+
+
+def test_no_list_refuses_folders_without_index(site: Path) -> None:
+    with running("-m", "pymongoose", "--listen", "http://127.0.0.1:0",
+                 "--root", str(site), "--no-list") as child:
+        url, _ = start(child, site)
+        refused = requests.get(url + "/sub/", timeout=TIMEOUT)
+        assert refused.status_code == 403
+        assert "data.bin" not in refused.text
+        assert requests.get(url + "/sub/data.bin", timeout=TIMEOUT).status_code == 200
+        assert requests.get(url + "/", timeout=TIMEOUT).text == "<p>welcome</p>\n"
+        assert child.stop(signal.SIGINT) == 0
 
 
 def test_etag_and_range_requests(site: Path) -> None:

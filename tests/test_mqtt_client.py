@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from _tools import require
 from mqtt_helpers import Mosquitto, mosquitto, poll_until
 
 from pymongoose import (
@@ -187,6 +188,7 @@ def test_mqtt5_properties_round_trip(broker: Mosquitto, mgr: Manager) -> None:
 
 @pytest.fixture
 def auth_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    require("mosquitto", "mosquitto_passwd")
     passwords = tmp_path / "passwords"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "alice", "s3cret"],
                    check=True, capture_output=True)

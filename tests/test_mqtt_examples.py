@@ -7,6 +7,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from _tools import require
 from mqtt_helpers import Paho, mosquitto
 from subprocess_helpers import run_to_end, running
 
@@ -56,6 +57,7 @@ def test_example_client_against_mosquitto(tmp_path: Path) -> None:
 
 
 def test_example_client_reports_refusal(tmp_path: Path) -> None:
+    require("mosquitto", "mosquitto_passwd")
     passwords = tmp_path / "passwords"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "bob", "right"],
                    check=True, capture_output=True)

@@ -11,12 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from _tools import require
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.timeout(300)
 def test_quick_soak_has_no_failures(tmp_path: Path) -> None:
+    require("cc")
     out = tmp_path / "soak.md"
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "soak.py"), "--quick", "--idle", "8000",

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from _tools import require
 from conftest import read_until_closed
 
 from pymongoose import MG_EV_HTTP_MSG, Connection
@@ -80,6 +81,7 @@ def site_url(serve: Serve, site: Site) -> Iterator[str]:
 
 def curl_as_is(url: str, *args: str) -> bytes:
     """curl -i, with the path sent exactly as written (no dot-segment cleanup)."""
+    require("curl")
     result = subprocess.run(
         ["curl", "-s", "-i", "--noproxy", "*", "--max-time", str(TIMEOUT), "--path-as-is",
          *args, url],

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import requests
+from _tools import require
 from conftest import serving
 
 from pymongoose import MG_EV_HTTP_MSG, Connection
@@ -83,6 +84,7 @@ def fetch(url: str) -> requests.Response:
 
 def raw_get(url: str) -> bytes:
     """curl -i with the path exactly as written."""
+    require("curl")
     return subprocess.run(
         ["curl", "-s", "-i", "--noproxy", "*", "--max-time", str(TIMEOUT), "--path-as-is", url],
         capture_output=True, timeout=TIMEOUT + 5, check=True).stdout

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 import websocket
+from _tools import require
 from conftest import serving
 from tls_helpers import (
     Certs,
@@ -110,6 +111,7 @@ def test_openssl_s_client_negotiates_tls13_and_verifies(https: str, certs: Certs
 
 
 def test_openssl_s_client_refuses_tls12(https: str) -> None:
+    require("openssl")
     port = https.rsplit(":", 1)[1]
     out = subprocess.run(
         ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2"],

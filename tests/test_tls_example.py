@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 
+from _tools import require
 from subprocess_helpers import run_to_end, running
 from tls_helpers import Certs, certs, fetch, https_get, run_tool
 
@@ -16,6 +17,7 @@ TIMEOUT = 10.0
 
 
 def test_https_example_with_a_throwaway_certificate() -> None:
+    require("openssl", "curl")  # the example makes its certificate with openssl
     with running("examples/https_server.py", "https://127.0.0.1:0") as child:
         cert = child.wait_for(r"Certificate: (\S+)").group(1)
         url = child.wait_for(r"Listening on (https://127\.0\.0\.1:[1-9]\d*)").group(1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
 import signal
@@ -35,33 +34,15 @@ def parent_of(pid: int) -> int:
         return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if parent_of(int(entry)) == pid:
-                    found.append(int(entry))
-            except OSError:
-                continue
-    return found
-
-
 @pytest.fixture
 def two_workers() -> Iterator[tuple[Child, int]]:
+    # running() kills the server's whole process group when the test ends, workers
+    # included: a failed test leaves none behind holding the output pipes open.
     with running("tests/workers_app.py", "2") as child:
-        try:
-            port = int(child.wait_for(r"serving http://127\.0\.0\.1:(\d+)").group(1))
-            child.wait_for(r"worker \d ready")
-            child.wait_for(r"worker \d ready")
-            yield child, port
-        finally:
-            # A failed test may leave the server up: take its workers down with it, or
-            # they would keep the output pipes open.
-            if child.proc.poll() is None:
-                for pid in children_of(child.proc.pid):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+        port = int(child.wait_for(r"serving http://127\.0\.0\.1:(\d+)").group(1))
+        child.wait_for(r"worker \d ready")
+        child.wait_for(r"worker \d ready")
+        yield child, port
 
 
 def test_two_workers_answer_from_two_processes(two_workers: tuple[Child, int]) -> None:

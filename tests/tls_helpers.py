@@ -7,7 +7,6 @@ folder; certificates are valid for a day and name 127.0.0.1 and localhost.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import ssl
 import subprocess
 import time
@@ -17,6 +16,7 @@ from typing import Any, Optional
 
 import pytest
 import requests
+from _tools import require
 
 from pymongoose import (
     MG_EV_CLOSE,
@@ -37,6 +37,7 @@ SERVER_EXT = (
 
 
 def openssl(*args: str, cwd: Path) -> None:
+    require("openssl")
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
@@ -120,14 +121,14 @@ def https_post(url: str, **kwargs: Any) -> requests.Response:
 
 def run_tool(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """``subprocess.run`` of a TLS client (curl, openssl), output captured as text."""
+    require(args[0])
     return subprocess.run(args, capture_output=True, text=True, timeout=60, **kwargs)
 
 
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     """The test PKI, made once per session."""
-    if shutil.which("openssl") is None:
-        pytest.fail("the openssl command is needed to make the test certificates")
+    require("openssl")
     return make_certs(tmp_path_factory.mktemp("tls"))
 
 
