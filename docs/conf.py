@@ -10,7 +10,7 @@ import pymongoose
 
 project = "pymongoose"
 author = "pymongoose contributors"
-copyright = "2026, pymongoose contributors"  # noqa: A001 - Sphinx's name for it
+copyright = "2026, pymongoose contributors"
 release = pymongoose.__version__
 version = release
 
