@@ -4,7 +4,7 @@
         --leak-check=no --track-origins=yes \\
         --suppressions=bench/valgrind-python.supp python bench/memcheck.py
 
-(README, "Safety checks".) One Manager serves HTTP and WebSocket on 127.0.0.1
+(docs/safety.md, "valgrind".) One Manager serves HTTP and WebSocket on 127.0.0.1
 and is its own client: HTTP requests over keep-alive and fresh connections, a
 WebSocket echo with small (queued in C) and large (delivered directly) messages, a
 repeating and a one-shot timer, a cancelled timer, and wakeups from another thread.

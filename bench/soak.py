@@ -37,7 +37,8 @@ from typing import Any, Optional
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 
-# The server: the README's quick start, plus /stats for the soak's own bookkeeping.
+# The server: the hello handler with its events declared, plus /stats for the soak's
+# own bookkeeping.
 SERVER = r"""
 import json, resource, sys
 from pymongoose import Manager, MG_EV_HTTP_MSG, MG_EV_WS_MSG

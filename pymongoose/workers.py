@@ -246,6 +246,8 @@ def run(url: str, worker_main: Callable[[WorkerContext], object], workers: int =
         if on_ready is not None:
             on_ready(real_url)
         for worker_id in range(workers):
+            if supervisor.stopping:  # a signal during start-up: the socket is closed
+                break
             supervisor.spawn(worker_id)
         supervisor.reap()
     finally:

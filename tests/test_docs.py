@@ -1,4 +1,9 @@
-"""The README's API reference and the docstrings keep up with the code."""
+"""The docs pages and the docstrings keep up with the code.
+
+Every exported name and every public member of the main classes is named in the
+hand-written pages of docs/ (the generated API reference, docs/api.md, does not count;
+docs/drafts/ is not part of the site yet) and has a docstring.
+"""
 
 from __future__ import annotations
 
@@ -26,10 +31,14 @@ from pymongoose.aio import AsyncManager
 from pymongoose.asgi import ASGIServer
 from pymongoose.wsgi import WSGIServer
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-# Every name the README shows as code: `name`, `name(...)`, `obj.name`.
-DOCUMENTED = set(re.findall(r"`[^`]*?\b([A-Za-z_][A-Za-z0-9_]*)\b", README)) | set(
-    re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)\(", README))
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PAGES = sorted(path for path in DOCS.rglob("*.md")
+               if path.relative_to(DOCS).parts[0] not in ("drafts", "_build")
+               and path.name != "api.md")
+TEXT = "\n".join(path.read_text() for path in PAGES)
+# Every name the pages show as code: `name`, `name(...)`, `obj.name`.
+DOCUMENTED = set(re.findall(r"`[^`]*?\b([A-Za-z_][A-Za-z0-9_]*)\b", TEXT)) | set(
+    re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)\(", TEXT))
 
 CLASSES = [Manager, Connection, HttpMessage, WsMessage, AsyncManager, Timer, TlsOpts, Limits,
            MqttMessage, MqttBroker, Rpc, RpcReq, WSGIServer, ASGIServer]
@@ -40,18 +49,18 @@ def public_members(cls: type) -> list[str]:
 
 
 @pytest.mark.parametrize("name", sorted(pymongoose.__all__))
-def test_every_exported_name_is_in_the_readme(name: str) -> None:
+def test_every_exported_name_is_in_the_docs(name: str) -> None:
     if name.startswith(("MG_EV_", "MG_LL_", "WEBSOCKET_OP_")):
         family = name.rsplit("_", 1)[0] if name.startswith("WEBSOCKET_OP_") else name[:6]
-        assert family in README, f"{name}: its constant family is not documented"
+        assert family in TEXT, f"{name}: its constant family is not documented"
         return
-    assert name in DOCUMENTED, f"pymongoose.{name} is exported but not in README.md"
+    assert name in DOCUMENTED, f"pymongoose.{name} is exported but not in the docs pages"
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
-def test_every_public_member_is_in_the_readme(cls: type) -> None:
+def test_every_public_member_is_in_the_docs(cls: type) -> None:
     missing = [name for name in public_members(cls) if name not in DOCUMENTED]
-    assert not missing, f"{cls.__name__} members missing from README.md: {missing}"
+    assert not missing, f"{cls.__name__} members missing from the docs pages: {missing}"
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
@@ -69,6 +78,11 @@ def test_every_public_member_has_a_docstring(cls: type) -> None:
         if not doc or not doc.strip():
             undocumented.append(name)
     assert not undocumented, f"{cls.__name__} members without a docstring: {undocumented}"
+
+
+def test_the_docs_pages_are_found() -> None:
+    names = {path.name for path in PAGES}
+    assert {"core.md", "http.md", "mqtt-client.md", "wsgi.md", "asgi.md"} <= names
 
 
 @pytest.mark.parametrize("name", sorted(pymongoose.__all__))

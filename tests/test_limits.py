@@ -192,7 +192,7 @@ def upgraded(server: Server) -> socket.socket:
 
 
 def test_defaults_are_documented_values() -> None:
-    """The defaults are the ones the README's table promises."""
+    """The defaults are the ones the table in docs/limits.md promises."""
     assert Limits() == Limits(max_header_size=32 * 1024, max_body_size=16 * 1024 * 1024,
                               max_ws_message_size=16 * 1024 * 1024, idle_timeout=60.0,
                               request_timeout=30.0, max_connections=0)

@@ -148,7 +148,7 @@ def test_hand_written_broker_refusal_reaches_paho(hand_broker: tuple[int, HandBr
 
 def test_mqtt_message_members_are_documented() -> None:
     missing = [name for name in public_members(MqttMessage) if name not in DOCUMENTED]
-    assert not missing, f"MqttMessage members missing from README.md: {missing}"
+    assert not missing, f"MqttMessage members missing from the docs pages: {missing}"
     for name in public_members(MqttMessage):
         member = getattr(MqttMessage, name)
         doc = (member.fget if isinstance(member, property) else member).__doc__
