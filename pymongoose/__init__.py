@@ -9,7 +9,6 @@ from __future__ import annotations
 from . import _dispatch  # noqa: F401 - registers the C-to-Python entry point
 from . import mqtt as _mqtt
 from . import mqtt_broker as _mqtt_broker
-from ._ws_deflate import PerMessageDeflate
 from .connection import Connection, EventHandler
 from .constants import (
     MG_EV_ACCEPT,
@@ -148,7 +147,6 @@ __all__ = [
     "Manager",
     "ManagerClosedError",
     "MessageExpiredError",
-    "PerMessageDeflate",
     "PymongooseError",
     "Rpc",
     "RpcReq",

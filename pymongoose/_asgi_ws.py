@@ -8,15 +8,15 @@ import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
-from . import _ws_deflate
+from . import ws_deflate
 from ._asgi_scope import ClientDisconnected, Message, ProtocolError, log
 from ._ffi import lib
 from .connection import format_headers
 from .constants import WEBSOCKET_OP_BINARY, WEBSOCKET_OP_CLOSE, WEBSOCKET_OP_TEXT
 
 if TYPE_CHECKING:
-    from ._ws_deflate import PerMessageDeflate
     from .connection import Connection
+    from .ws_deflate import PerMessageDeflate
 
 __all__ = ["WebSocketCycle"]
 
@@ -162,13 +162,13 @@ class WebSocketCycle:
         """Agree on permessage-deflate when the client offered it and the application
         answered no extension itself: the response header line, b"" for none."""
         opts = self.compression
-        offers = _ws_deflate.extension_values(self.scope["headers"])
-        if opts is None or not offers or _ws_deflate.extension_values(headers):
+        offers = ws_deflate.extension_values(self.scope["headers"])
+        if opts is None or not offers or ws_deflate.extension_values(headers):
             return b""
-        agreed = _ws_deflate.server_agree(offers, opts)
+        agreed = ws_deflate.server_agree(offers, opts)
         if agreed is None:
             return b""
-        _ws_deflate.enable(self._conn, agreed, opts)
+        ws_deflate.enable(self._conn, agreed, opts)
         return f"Sec-WebSocket-Extensions: {agreed.response}\r\n".encode("latin-1")
 
     def _close(self, code: int, reason: str) -> None:

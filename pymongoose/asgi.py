@@ -35,8 +35,6 @@ from ._asgi_scope import (
 )
 from ._asgi_ws import WebSocketCycle
 from ._ffi import ffi, lib
-from ._ws_deflate import PerMessageDeflate
-from ._ws_deflate import options as ws_deflate_options
 from .aio import AsyncManager
 from .connection import Connection
 from .constants import (
@@ -54,6 +52,8 @@ from .constants import (
 from .limits import Limits
 from .manager import Manager
 from .messages import HttpMessage, WsMessage
+from .ws_deflate import PerMessageDeflate
+from .ws_deflate import options as ws_deflate_options
 
 __all__ = ["ASGIServer", "ClientDisconnected", "LifespanFailure", "ProtocolError", "serve"]
 

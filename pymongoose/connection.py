@@ -25,8 +25,8 @@ from .messages import HttpMessage
 from .tls import TlsOpts
 
 if TYPE_CHECKING:
-    from ._ws_deflate import PerMessageDeflate
     from .manager import Manager
+    from .ws_deflate import PerMessageDeflate
 
 __all__ = ["Connection", "EventHandler", "Headers"]
 
@@ -655,12 +655,12 @@ class Connection:
         hm = message._live()
         extra = format_headers(extra_headers)
         if compression is not True and compression is not False:
-            from ._ws_deflate import options
+            from .ws_deflate import options
 
             options(compression)  # raises TypeError for anything but PerMessageDeflate
         if compression is not False and \
                 lib.mg_http_get_header(hm, b"Sec-WebSocket-Extensions") != ffi.NULL:
-            from ._ws_deflate import upgrade  # only for clients that offer extensions
+            from .ws_deflate import upgrade  # only for clients that offer extensions
 
             upgrade(self, message, extra, compression, self._manager.limits.max_ws_message_size)
         else:

@@ -44,7 +44,7 @@ from .timers import Timer, TimerCallback
 from .tls import TlsOpts
 
 if TYPE_CHECKING:
-    from ._ws_deflate import PerMessageDeflate
+    from .ws_deflate import PerMessageDeflate
 
 __all__ = ["ALL_EVENTS", "Manager", "interest_mask"]
 
@@ -759,9 +759,9 @@ class Manager:
         tls_opts = _check_tls(tls, client=True)
         route = self._route_for(handler, events)
         if compression is not False:
-            from . import _ws_deflate
+            from . import ws_deflate
 
-            extra, route = _ws_deflate.client_setup(extra, route, compression,
+            extra, route = ws_deflate.client_setup(extra, route, compression,
                                                     self._limits.max_ws_message_size)
         c = self._open(route, lambda: lib.pymg_connect(m, raw_url, lib.PYMG_PROTO_WS, route[1],
                                                        extra if extra else NULL))

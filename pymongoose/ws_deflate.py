@@ -1,5 +1,10 @@
 """permessage-deflate (RFC 7692): negotiation, and compressed WebSocket messages.
 
+Public: :class:`PerMessageDeflate`, the options ``Connection.ws_upgrade``,
+``Manager.ws_connect`` and ``ASGIServer`` take as ``compression=``; and
+:class:`DeflateConnection`, what a connection that agreed on the extension is.
+The rest is internal.
+
 A connection that agreed on the extension becomes a :class:`DeflateConnection` (its
 ``ws_send`` compresses text and binary messages) and its handler is wrapped in a
 :class:`_DeflateHandler` (compressed messages reach the application inflated). A
