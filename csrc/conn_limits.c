@@ -357,7 +357,10 @@ static void check_timeouts(struct mg_connection *c, struct pymg_guard *g,
 /* Whether s holds valid UTF-8 (RFC 3629). With `partial`, s may end inside a
  * code point whose bytes so far can still become valid; *done is then set to
  * where that unfinished code point starts (len when none). */
-static int utf8_check(const unsigned char *s, size_t len, int partial, size_t *done) {
+#if defined(__GNUC__)
+__attribute__((always_inline)) /* specialised per caller: the whole-message check stays lean */
+#endif
+static inline int utf8_check(const unsigned char *s, size_t len, int partial, size_t *done) {
   size_t i = 0;
   while (i < len) {
     unsigned char ch = s[i];
@@ -502,25 +505,34 @@ static int check_fragments(struct mg_connection *c, struct pymg_guard *g) {
   return 0;
 }
 
-/* Mongoose's WebSocket handler, behind the frame checks. */
+/* Mongoose's WebSocket handler, behind the frame checks. It acts on MG_EV_READ
+ * only (every other event passes straight through, as it always has): a
+ * message that fails a check there is refused once Mongoose's loop is done. */
 static void ws_guard_cb(struct mg_connection *c, int ev, void *ev_data) {
-  struct pymg_guard **slot = pymg_route_guard(c);
-  struct pymg_guard *g = slot != NULL ? *slot : NULL;
+  struct pymg_guard **slot;
+  struct pymg_guard *g;
   int code = 0;
-  if (g != NULL && ev == MG_EV_READ) {
-    if (g->ws_closed) {
-      c->recv.len = (size_t) c->pfn_data; /* after the client's CLOSE: ignored */
-      return;
-    }
-    c->recv.len = check_frames(c, g, &g->policy->limits, &code);
+  if (ev != MG_EV_READ) {
+    s_ws_cb(c, ev, ev_data);
+    return;
   }
-  if (g != NULL) g->in_ws = 1;
+  slot = pymg_route_guard(c);
+  g = slot != NULL ? *slot : NULL;
+  if (g == NULL) {
+    s_ws_cb(c, ev, ev_data);
+    return;
+  }
+  if (g->ws_closed) {
+    c->recv.len = (size_t) c->pfn_data; /* after the client's CLOSE: ignored */
+    return;
+  }
+  c->recv.len = check_frames(c, g, &g->policy->limits, &code);
+  g->in_ws = 1;
   s_ws_cb(c, ev, ev_data); /* the frames before a violation are still served */
-  if (g == NULL) return;
   g->in_ws = 0;
   if (g->rejecting) return;
   if (code == 0) code = g->ws_fail;
-  if (code == 0 && ev == MG_EV_READ && c->pfn_data != NULL) code = check_fragments(c, g);
+  if (code == 0 && c->pfn_data != NULL) code = check_fragments(c, g);
   if (code != 0) ws_refuse(c, g, code);
 }
 
@@ -642,7 +654,7 @@ int pymg_guard_streamed_body(struct mg_connection *c, struct pymg_guard *g, uint
   return 0;
 }
 
-/* -- WebSocket extensions (pymongoose/_ws_deflate.py) ---------------------------------- */
+/* -- WebSocket extensions (pymongoose/ws_deflate.py) ----------------------------------- */
 
 uint64_t pymg_ws_deflate_on(struct mg_connection *c) {
   struct pymg_guard **slot = pymg_route_guard(c);
@@ -656,9 +668,8 @@ void pymg_ws_fail(struct mg_connection *c, int code) {
   struct pymg_guard **slot = pymg_route_guard(c);
   struct pymg_guard *g = slot != NULL ? *slot : NULL;
   unsigned char payload[2];
-  if (c->is_closing) return;
+  if (c->is_closing || (g != NULL && g->rejecting)) return; /* already on its way out */
   if (g != NULL && !g->listener && c->pfn == ws_guard_cb) {
-    if (g->rejecting) return;
     if (g->in_ws) {
       /* Mongoose is still walking the buffer: ws_guard_cb refuses once it is done */
       if (g->ws_fail == 0) g->ws_fail = code;

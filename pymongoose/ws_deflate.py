@@ -325,7 +325,7 @@ class Codec:
     """One connection's deflate and inflate state."""
 
     __slots__ = ("_compressor", "_decompressor", "_flush", "_level", "_limit", "_mem_level",
-                 "_recv_bits", "_recv_reset", "_send_bits")
+                 "_recv_bits", "_send_bits")
 
     def __init__(self, agreed: Agreed, opts: PerMessageDeflate, limit: int) -> None:
         self._send_bits = agreed.send_bits
@@ -334,7 +334,6 @@ class Codec:
         # compressor is kept: no set-up per message).
         self._flush = zlib.Z_FULL_FLUSH if agreed.send_reset else zlib.Z_SYNC_FLUSH
         self._recv_bits = agreed.recv_bits
-        self._recv_reset = agreed.recv_reset
         self._level = opts.level
         self._mem_level = opts.mem_level
         self._limit = limit
@@ -364,8 +363,12 @@ class Codec:
             raise InflateError(1007, f"cannot inflate the message: {exc}") from None
         if limit and len(data) > limit:
             raise InflateError(1009, f"the message inflates to more than {limit} bytes")
-        if self._recv_reset or inflater.eof:
-            self._decompressor = None  # the next message starts with an empty window
+        if inflater.eof:
+            # The peer ended its stream (BFINAL): the next message starts a new one.
+            # Without context takeover the inflater is kept all the same: the peer's
+            # messages never refer back, and a new inflater per message would cost
+            # its set-up every time.
+            self._decompressor = None
         if is_text:
             try:
                 data.decode("utf-8")

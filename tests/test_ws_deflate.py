@@ -829,3 +829,30 @@ def test_websockets_client_demanding_an_8_bit_window_gets_no_extension(
             assert ws.recv(timeout=TIMEOUT) == "plain"
         assert server.errors == []
     assert echo.classes == ["Connection"]
+
+
+def test_a_new_handler_still_gets_messages_inflated(serve: Callable[..., Any]) -> None:
+    """set_handler on a compressing connection (the ASGI server does it for flow
+    control) keeps the inflating in front of the new handler."""
+    seen: list[bytes] = []
+
+    def later(conn: Connection, ev: int, data: Any) -> None:
+        if ev == MG_EV_WS_MSG:
+            seen.append(data.data)
+            conn.ws_send(data.data.upper(), data.op)
+
+    def first(conn: Connection, ev: int, data: Any) -> None:
+        if ev == MG_EV_HTTP_MSG:
+            conn.ws_upgrade(data)
+        elif ev == MG_EV_WS_OPEN:
+            conn.set_handler(later, events=(MG_EV_WS_MSG,))
+            assert conn.handler is later
+
+    with serve(first) as server:
+        sock, _, rest = upgrade(server.port, "permessage-deflate")
+        with sock:
+            sock.sendall(client_frame(FIN | RSV1 | OP_TEXT, deflate(b"quiet please")))
+            frames, rest = read_frames(sock, 1, rest)
+        assert server.errors == []
+    assert seen == [b"quiet please"]
+    assert frames[0].rsv1 and inflate(frames[0].payload) == b"QUIET PLEASE"
