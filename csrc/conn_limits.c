@@ -65,6 +65,9 @@ struct pymg_guard {
   unsigned char no_length; /* a POST or PUT without framing headers */
   unsigned char last;      /* the request whose head was seen ends the connection */
   unsigned char ended;     /* that request is being answered: nothing after it counts */
+  unsigned char ws_deflate; /* permessage-deflate negotiated: RSV1 starts a message */
+  unsigned char in_ws;      /* inside Mongoose's WebSocket handler (ws_guard_cb) */
+  size_t ws_utf8_done; /* fragmented text message: bytes checked, up to a code point */
 };
 
 static mg_event_handler_t s_ws_cb; /* Mongoose's WebSocket protocol handler */
@@ -475,7 +478,13 @@ static void check_timeouts(struct mg_connection *c, struct pymg_guard *g,
 
 /* -- WebSocket ------------------------------------------------------------------------ */
 
-static int utf8_valid(const unsigned char *s, size_t len) {
+/* Whether s holds valid UTF-8 (RFC 3629). With `partial`, s may end inside a
+ * code point whose bytes so far can still become valid; *done is then set to
+ * where that unfinished code point starts (len when none). */
+#if defined(__GNUC__)
+__attribute__((always_inline)) /* specialised per caller: the whole-message check stays lean */
+#endif
+static inline int utf8_check(const unsigned char *s, size_t len, int partial, size_t *done) {
   size_t i = 0;
   while (i < len) {
     unsigned char ch = s[i];
@@ -498,14 +507,45 @@ static int utf8_valid(const unsigned char *s, size_t len) {
     } else {
       return 0;
     }
-    if (len - i <= need) return 0;
     for (k = 1; k <= need; k++) {
-      unsigned char cc = s[i + k];
+      unsigned char cc;
+      if (i + k >= len) {
+        if (!partial) return 0;
+        *done = i; /* cut short, valid so far */
+        return 1;
+      }
+      cc = s[i + k];
       if (cc < (k == 1 ? lo : 0x80) || cc > (k == 1 ? hi : 0xbf)) return 0;
     }
     i += need + 1;
   }
+  if (partial) *done = len;
   return 1;
+}
+
+static int utf8_valid(const unsigned char *s, size_t len) {
+  return utf8_check(s, len, 0, NULL);
+}
+
+/* RFC 6455 7.4: the status codes an endpoint may send (1012-1014, registered
+ * later with IANA, are not among them). */
+static int close_code_valid(unsigned code) {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+         (code >= 3000 && code <= 4999);
+}
+
+/* The close code a client's CLOSE frame earns when its payload is invalid
+ * (RFC 6455 5.5.1: empty, or a valid status code and a UTF-8 reason), else 0.
+ * The payload is still masked: unmasked into a copy. */
+static int check_close_payload(const unsigned char *mask, const unsigned char *p,
+                               size_t len) {
+  unsigned char plain[125];
+  size_t i;
+  if (len == 0) return 0;
+  if (len == 1 || len > sizeof(plain)) return 1002;
+  for (i = 0; i < len; i++) plain[i] = p[i] ^ mask[i & 3];
+  if (!close_code_valid((unsigned) plain[0] << 8 | plain[1])) return 1002;
+  return utf8_valid(plain + 2, len - 2) ? 0 : 1007;
 }
 
 /* Check the frame headers Mongoose has not processed yet (from its reassembly
@@ -534,8 +574,13 @@ static size_t check_frames(struct mg_connection *c, struct pymg_guard *g,
       header = 10;
     }
     if (b1 & 0x80) header += 4;
-    if ((b0 & 0x70) != 0 || !(b1 & 0x80)) {
-      *code = 1002; /* RSV bits without an extension; unmasked client frame */
+    if (!(b1 & 0x80)) {
+      *code = 1002; /* unmasked client frame */
+    } else if ((b0 & 0x70) != 0 &&
+               ((b0 & 0x70) != 0x40 || !g->ws_deflate || (op != 1 && op != 2))) {
+      /* RSV bits without an extension; RFC 7692 6.1: RSV1 marks the first frame
+       * of a compressed data message, nothing else */
+      *code = 1002;
     } else if (op >= 8) {
       if (op > 10 || !fin || size > 125) *code = 1002; /* control frames: short, whole */
     } else if (op == 0) {
@@ -554,39 +599,74 @@ static size_t check_frames(struct mg_connection *c, struct pymg_guard *g,
     }
     if (*code != 0) return at;
     if (len - at < header || len - at - header < size) break; /* still arriving */
-    at += (size_t) (header + size);
     if (op == 8) {
+      *code = check_close_payload(buf + at + header - 4, buf + at + header, (size_t) size);
+      if (*code != 0) return at; /* answered with our code, not echoed */
       g->ws_closed = 1;
-      return at;
+      return at + (size_t) (header + size);
     }
+    at += (size_t) (header + size);
     if (op < 8) in_message = !fin;
   }
   return len;
 }
 
-/* Mongoose's WebSocket handler, behind the frame checks. */
-static void ws_guard_cb(struct mg_connection *c, int ev, void *ev_data) {
-  struct pymg_guard **slot = pymg_route_guard(c);
-  struct pymg_guard *g = slot != NULL ? *slot : NULL;
-  int code = 0;
-  if (g != NULL && ev == MG_EV_READ) {
-    if (g->ws_closed) {
-      c->recv.len = (size_t) c->pfn_data; /* after the client's CLOSE: ignored */
-      return;
-    }
-    c->recv.len = check_frames(c, g, &g->policy->limits, &code);
+/* RFC 6455 8.1, fail fast: the part of a fragmented text message received so
+ * far (Mongoose keeps it at the start of the buffer: the first frame's header
+ * byte, then the payloads) must be valid UTF-8 up to a code point still being
+ * received. Checked from where the last check stopped. Returns the close code. */
+static int check_fragments(struct mg_connection *c, struct pymg_guard *g) {
+  size_t have = (size_t) c->pfn_data, done;
+  const unsigned char *first = c->recv.buf;
+  if (have <= 1 || (first[0] & 0x0f) != WEBSOCKET_OP_TEXT || (first[0] & 0x40) != 0) {
+    return 0; /* nothing yet, binary, or compressed (checked once inflated) */
   }
+  if (g->ws_utf8_done > have - 1) g->ws_utf8_done = 0;
+  if (!utf8_check(first + 1 + g->ws_utf8_done, have - 1 - g->ws_utf8_done, 1, &done)) {
+    return 1007;
+  }
+  g->ws_utf8_done += done;
+  return 0;
+}
+
+/* Mongoose's WebSocket handler, behind the frame checks. It acts on MG_EV_READ
+ * only (every other event passes straight through, as it always has): a
+ * message that fails a check there is refused once Mongoose's loop is done. */
+static void ws_guard_cb(struct mg_connection *c, int ev, void *ev_data) {
+  struct pymg_guard **slot;
+  struct pymg_guard *g;
+  int code = 0;
+  if (ev != MG_EV_READ) {
+    s_ws_cb(c, ev, ev_data);
+    return;
+  }
+  slot = pymg_route_guard(c);
+  g = slot != NULL ? *slot : NULL;
+  if (g == NULL) {
+    s_ws_cb(c, ev, ev_data);
+    return;
+  }
+  if (g->ws_closed) {
+    c->recv.len = (size_t) c->pfn_data; /* after the client's CLOSE: ignored */
+    return;
+  }
+  c->recv.len = check_frames(c, g, &g->policy->limits, &code);
+  g->in_ws = 1;
   s_ws_cb(c, ev, ev_data); /* the frames before a violation are still served */
-  if (g == NULL || g->rejecting) return;
+  g->in_ws = 0;
+  if (g->rejecting) return;
   if (code == 0) code = g->ws_fail;
+  if (code == 0 && c->pfn_data != NULL) code = check_fragments(c, g);
   if (code != 0) ws_refuse(c, g, code);
 }
 
 static int check_ws_message(struct mg_connection *c, struct pymg_guard *g,
                             const struct mg_ws_message *wm) {
   (void) c;
+  g->ws_utf8_done = 0; /* the next fragmented message starts afresh */
   if (g->ws_fail != 0) return 0;
-  if ((wm->flags & 0x0f) == WEBSOCKET_OP_TEXT &&
+  /* A compressed message (RSV1) is checked by Python once inflated. */
+  if ((wm->flags & 0x4f) == WEBSOCKET_OP_TEXT &&
       !utf8_valid((const unsigned char *) wm->data.buf, wm->data.len)) {
     g->ws_fail = 1007; /* closed by ws_guard_cb once Mongoose's loop is done */
     return 0;
@@ -704,4 +784,35 @@ int pymg_guard_streamed_body(struct mg_connection *c, struct pymg_guard *g, uint
   if (l->max_body_size == 0 || declared <= l->max_body_size) return 1;
   refuse(c, g, 413);
   return 0;
+}
+
+/* -- WebSocket extensions (pymongoose/ws_deflate.py) ----------------------------------- */
+
+uint64_t pymg_ws_deflate_on(struct mg_connection *c) {
+  struct pymg_guard **slot = pymg_route_guard(c);
+  struct pymg_guard *g = slot != NULL ? *slot : NULL;
+  if (g == NULL || g->listener) return UINT64_MAX;
+  g->ws_deflate = 1;
+  return g->policy->limits.max_ws_message_size;
+}
+
+void pymg_ws_fail(struct mg_connection *c, int code) {
+  struct pymg_guard **slot = pymg_route_guard(c);
+  struct pymg_guard *g = slot != NULL ? *slot : NULL;
+  unsigned char payload[2];
+  if (c->is_closing || (g != NULL && g->rejecting)) return; /* already on its way out */
+  if (g != NULL && !g->listener && c->pfn == ws_guard_cb) {
+    if (g->in_ws) {
+      /* Mongoose is still walking the buffer: ws_guard_cb refuses once it is done */
+      if (g->ws_fail == 0) g->ws_fail = code;
+    } else {
+      ws_refuse(c, g, code);
+    }
+    return;
+  }
+  /* Unguarded (a client): the CLOSE goes out, then the connection ends. */
+  payload[0] = (unsigned char) (code >> 8);
+  payload[1] = (unsigned char) (code & 0xff);
+  mg_ws_send(c, payload, sizeof(payload), WEBSOCKET_OP_CLOSE);
+  c->is_draining = 1;
 }

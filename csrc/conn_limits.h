@@ -20,3 +20,13 @@ struct pymg_limits {
 /* Attach `limits` (copied) to a listener; the connections it accepts from now
  * on follow them. Returns 0 when out of memory. */
 int pymg_set_limits(struct mg_connection *listener, const struct pymg_limits *limits);
+
+/* permessage-deflate was negotiated on WebSocket connection c: its frame
+ * checks let RSV1 through on the first frame of a data message. Returns the
+ * message size limit that applies to c (0: none), UINT64_MAX when c has no
+ * limits attached (a client connection; nothing is checked in C then). */
+uint64_t pymg_ws_deflate_on(struct mg_connection *c);
+
+/* Fail WebSocket connection c with close `code` (RFC 6455 7.1.7): nothing more
+ * it sends is delivered, the CLOSE goes out, then the connection closes. */
+void pymg_ws_fail(struct mg_connection *c, int code);

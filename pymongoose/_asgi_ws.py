@@ -8,6 +8,7 @@ import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
+from . import ws_deflate
 from ._asgi_scope import ClientDisconnected, Message, ProtocolError, log
 from ._ffi import lib
 from .connection import format_headers
@@ -15,6 +16,7 @@ from .constants import WEBSOCKET_OP_BINARY, WEBSOCKET_OP_CLOSE, WEBSOCKET_OP_TEX
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .ws_deflate import PerMessageDeflate
 
 __all__ = ["WebSocketCycle"]
 
@@ -30,7 +32,7 @@ class WebSocketCycle:
     """The receive/send pair the application gets for one WebSocket connection."""
 
     __slots__ = ("_conn", "_inbox", "_key", "_loop", "_state", "_waiter", "close_code",
-                 "close_reason", "disconnected", "request_line", "scope")
+                 "close_reason", "compression", "disconnected", "request_line", "scope")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, conn: Connection, scope: Any,
                  key: bytes) -> None:
@@ -46,6 +48,8 @@ class WebSocketCycle:
         self.close_code = ABNORMAL_CLOSURE
         self.close_reason = ""
         self.request_line = ""
+        #: permessage-deflate: None (off) or the options to answer an offer with.
+        self.compression: Optional[PerMessageDeflate] = None
 
     # -- what the connection tells us ---------------------------------------------------
 
@@ -149,8 +153,23 @@ class WebSocketCycle:
         self._state = _OPEN
         if c is None or self.disconnected:
             return
+        if self.compression is not None:
+            extra += self._deflate(headers)
         lib.pymg_asgi_ws_accept(c, self._key, len(self._key), extra)
         self._conn._work_queued()
+
+    def _deflate(self, headers: list[tuple[str, str]]) -> bytes:
+        """Agree on permessage-deflate when the client offered it and the application
+        answered no extension itself: the response header line, b"" for none."""
+        opts = self.compression
+        offers = ws_deflate.extension_values(self.scope["headers"])
+        if opts is None or not offers or ws_deflate.extension_values(headers):
+            return b""
+        agreed = ws_deflate.server_agree(offers, opts)
+        if agreed is None:
+            return b""
+        ws_deflate.enable(self._conn, agreed, opts)
+        return f"Sec-WebSocket-Extensions: {agreed.response}\r\n".encode("latin-1")
 
     def _close(self, code: int, reason: str) -> None:
         self._state = _CLOSED

@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 import warnings
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from ._asgi_http import HttpCycle
 from ._asgi_http import report as report_http
@@ -53,6 +53,8 @@ from .constants import (
 from .limits import Limits
 from .manager import Manager
 from .messages import HttpMessage, WsMessage
+from .ws_deflate import PerMessageDeflate
+from .ws_deflate import options as ws_deflate_options
 
 __all__ = ["ASGIServer", "ClientDisconnected", "LifespanFailure", "ProtocolError", "serve"]
 
@@ -98,7 +100,10 @@ class ASGIServer:
     application sees the request; ``access_log``: one line per response to the
     ``pymongoose.access`` logger (at INFO); ``root_path``: the scope's ``root_path``;
     ``limits``: the :class:`~pymongoose.Limits` each connection gets (default
-    ``Limits()``; raise ``max_body_size`` for uploads over 16 MiB).
+    ``Limits()``; raise ``max_body_size`` for uploads over 16 MiB);
+    ``ws_compression``: answer a WebSocket client's permessage-deflate offer (True,
+    the default), with these :class:`~pymongoose.PerMessageDeflate` options, or never
+    (False); the application sees messages inflated either way.
 
     ``await start(url)`` runs the lifespan startup and listens; ``await serve_forever()``
     serves until :meth:`close`; ``await close()`` stops listening, runs the lifespan
@@ -108,7 +113,8 @@ class ASGIServer:
 
     def __init__(self, app: ASGIApp, *, root: Optional[str] = None, access_log: bool = False,
                  root_path: str = "", lifespan: bool = True,
-                 limits: Optional[Limits] = None) -> None:
+                 limits: Optional[Limits] = None,
+                 ws_compression: Union[bool, PerMessageDeflate] = True) -> None:
         if not callable(app):
             raise TypeError(f"app must be an ASGI application, not {type(app).__name__}")
         if root is not None:
@@ -120,6 +126,7 @@ class ASGIServer:
         self._root_path = root_path
         self._access_log = access_log
         self._limits = limits
+        self._ws_compression = ws_deflate_options(ws_compression)
         self._lifespan: Optional[Lifespan] = Lifespan(app) if lifespan else None
         self._amgr: Optional[AsyncManager] = None
         self._listener: Optional[Connection] = None
@@ -314,6 +321,7 @@ class ASGIServer:
                                      for p in protocols.split(b",")] if protocols else []
             ws = WebSocketCycle(loop, conn, scope, key)
             ws.request_line = f"{method} {raw_path.decode('latin-1')}"
+            ws.compression = self._ws_compression
             peer.cycle = ws
             task = loop.create_task(self._run_ws(ws))
             self._ws_tasks.add(task)

@@ -26,6 +26,7 @@ from .tls import TlsOpts
 
 if TYPE_CHECKING:
     from .manager import Manager
+    from .ws_deflate import PerMessageDeflate
 
 __all__ = ["Connection", "EventHandler", "Headers"]
 
@@ -640,14 +641,30 @@ class Connection:
     # -- WebSocket ----------------------------------------------------------------------
 
     def ws_upgrade(self, message: HttpMessage,
-                   extra_headers: Optional[Headers] = None) -> None:
-        """Answer an HTTP request with the WebSocket handshake; MG_EV_WS_OPEN follows."""
+                   extra_headers: Optional[Headers] = None, *,
+                   compression: Union[bool, PerMessageDeflate] = True) -> None:
+        """Answer an HTTP request with the WebSocket handshake; MG_EV_WS_OPEN follows.
+
+        ``compression``: accept the client's permessage-deflate offer (RFC 7692) with
+        the default options (True), with a :class:`PerMessageDeflate`, or never (False).
+        """
         c = self._live()
         if not isinstance(message, HttpMessage):
             raise TypeError("ws_upgrade needs the HttpMessage of an MG_EV_HTTP_MSG event, "
                             f"not {type(message).__name__}")
         hm = message._live()
-        lib.pymg_ws_upgrade(c, hm, format_headers(extra_headers))
+        extra = format_headers(extra_headers)
+        if compression is not True and compression is not False:
+            from .ws_deflate import options
+
+            options(compression)  # raises TypeError for anything but PerMessageDeflate
+        if compression is not False and \
+                lib.mg_http_get_header(hm, b"Sec-WebSocket-Extensions") != ffi.NULL:
+            from .ws_deflate import upgrade  # only for clients that offer extensions
+
+            upgrade(self, message, extra, compression, self._manager.limits.max_ws_message_size)
+        else:
+            lib.pymg_ws_upgrade(c, hm, extra)
         self._work_queued()
 
     def ws_send(self, data: Union[bytes, str], op: int = WEBSOCKET_OP_TEXT) -> int:

@@ -26,7 +26,8 @@ class Limits:
     max_header_size: int = 32 * 1024
     #: A request body: its Content-Length, or the sum of its chunks.
     max_body_size: int = 16 * 1024 * 1024
-    #: One WebSocket message, all its fragments together.
+    #: One WebSocket message, all its fragments together; a compressed message
+    #: (permessage-deflate) also once inflated.
     max_ws_message_size: int = 16 * 1024 * 1024
     #: No byte received or sent and no request pending (HTTP; not WebSocket).
     idle_timeout: float = 60.0

@@ -14,7 +14,7 @@ import warnings
 import weakref
 from collections.abc import Iterable
 from types import FrameType
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import _dispatch, dns, sntp
 from . import mqtt as _mqtt
@@ -43,6 +43,9 @@ from .messages import HttpMessage, WsMessage, _MessageView
 from .mqtt import MQTT_MAX_PACKET_SIZE, MqttMessage, MqttProperties
 from .timers import Timer, TimerCallback
 from .tls import TlsOpts
+
+if TYPE_CHECKING:
+    from .ws_deflate import PerMessageDeflate
 
 __all__ = ["ALL_EVENTS", "Manager", "interest_mask"]
 
@@ -740,11 +743,15 @@ class Manager:
     def ws_connect(self, url: str, handler: Optional[EventHandler] = None, *,
                    headers: Optional[dict[str, str]] = None,
                    events: Optional[Iterable[int]] = None,
-                   tls: Optional[TlsOpts] = None) -> Connection:
+                   tls: Optional[TlsOpts] = None,
+                   compression: Union[bool, PerMessageDeflate] = False) -> Connection:
         """Open a WebSocket client connection; MG_EV_WS_OPEN follows the handshake.
 
         ``headers`` are added to the upgrade request. ``tls``: as for :meth:`connect`
-        (for wss:// URLs).
+        (for wss:// URLs). ``compression``: offer permessage-deflate (RFC 7692) with the
+        default options (True) or a :class:`PerMessageDeflate`; when the server accepts,
+        messages go both ways compressed (an answer that breaks RFC 7692 fails the
+        connection with MG_EV_ERROR).
         """
         m = self._live()
         scheme, raw_url = _check_url(url, "ws_connect")
@@ -753,6 +760,11 @@ class Manager:
         extra = format_headers(headers)
         tls_opts = _check_tls(tls, client=True)
         route = self._route_for(handler, events)
+        if compression is not False:
+            from . import ws_deflate
+
+            extra, route = ws_deflate.client_setup(extra, route, compression,
+                                                    self._limits.max_ws_message_size)
         c = self._open(route, lambda: lib.pymg_connect(m, raw_url, lib.PYMG_PROTO_WS, route[1],
                                                        extra if extra else NULL))
         if c == NULL:

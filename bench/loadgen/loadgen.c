@@ -3,6 +3,13 @@
  *
  *   loadgen ws   --port P [--host 127.0.0.1] [--path /ws] [--connections 50]
  *                [--inflight 16] [--size 64] [--duration 4] [--warmup 1]
+ *                [--text] [--payload FILE] [--rsv1] [--extensions OFFER]
+ *
+ * --payload sends FILE's bytes as each message instead of --size letters;
+ * --extensions adds a Sec-WebSocket-Extensions offer to the handshake and
+ * --rsv1 marks every message compressed (FILE then holds a permessage-deflate
+ * payload made without context takeover, so one buffer serves every message);
+ * with either, echoed messages are counted without checking their size.
  *   loadgen idle --port P [--host 127.0.0.1] [--path /] [--connections 10000]
  *
  * Plain C, libc only, raw non-blocking sockets and epoll; it deliberately does
@@ -90,6 +97,10 @@ static struct {
     double warmup;
     double timeout;
     int max_pending;
+    int text;               /* ws: text frames instead of binary */
+    int rsv1;               /* ws: RSV1 on every frame sent */
+    const char *payload;    /* ws: file whose bytes each message carries */
+    const char *extensions; /* ws: Sec-WebSocket-Extensions offer */
     struct sockaddr_storage addr;
     socklen_t addr_len;
 } opt;
@@ -361,15 +372,48 @@ static int value_contains(const char *v, const char *word)
 
 /* ---- WebSocket mode ----------------------------------------------------- */
 
+/* The bytes of --payload FILE (malloc'd) and their count, or NULL. */
+static uint8_t *read_payload(size_t *len)
+{
+    FILE *f = fopen(opt.payload, "rb");
+    uint8_t *buf;
+    long n;
+
+    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
+        fseek(f, 0, SEEK_SET) != 0) {
+        fprintf(stderr, "loadgen: cannot read --payload %s\n", opt.payload);
+        if (f != NULL)
+            fclose(f);
+        return NULL;
+    }
+    buf = malloc((size_t)n + 1);
+    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        fprintf(stderr, "loadgen: cannot read --payload %s\n", opt.payload);
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
 static int ws_build(void)
 {
     static const uint8_t mask[4] = {0x3a, 0x91, 0xc4, 0x5e};
+    uint8_t *payload = NULL;
     size_t size = (size_t)opt.size;
-    size_t hl = size < 126 ? 2 : size <= 0xffff ? 4 : 10;
-    size_t i;
+    size_t hl, i;
     uint8_t *f;
     int n;
 
+    if (opt.payload != NULL) {
+        payload = read_payload(&size);
+        if (payload == NULL)
+            return -1;
+        opt.size = (long)size;
+    }
+    hl = size < 126 ? 2 : size <= 0xffff ? 4 : 10;
     n = snprintf(g_request, sizeof g_request,
                  "GET %s HTTP/1.1\r\n"
                  "Host: %s%s%s:%d\r\n"
@@ -377,9 +421,12 @@ static int ws_build(void)
                  "Connection: Upgrade\r\n"
                  "Sec-WebSocket-Key: cHltb25nb29zZS1iZW5jaA==\r\n"
                  "Sec-WebSocket-Version: 13\r\n"
+                 "%s%s%s"
                  "\r\n",
                  opt.path, strchr(opt.host, ':') ? "[" : "", opt.host,
-                 strchr(opt.host, ':') ? "]" : "", opt.port);
+                 strchr(opt.host, ':') ? "]" : "", opt.port,
+                 opt.extensions ? "Sec-WebSocket-Extensions: " : "",
+                 opt.extensions ? opt.extensions : "", opt.extensions ? "\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof g_request) {
         fprintf(stderr, "loadgen: --path is too long\n");
         return -1;
@@ -399,7 +446,7 @@ static int ws_build(void)
         return -1;
     }
     f = g_out;
-    f[0] = 0x82;                        /* FIN | binary */
+    f[0] = (uint8_t)(0x80 | (opt.rsv1 ? 0x40 : 0) | (opt.text ? 0x1 : 0x2));
     if (size < 126) {
         f[1] = (uint8_t)(0x80 | size);
     } else if (size <= 0xffff) {
@@ -413,7 +460,8 @@ static int ws_build(void)
     }
     memcpy(f + hl, mask, 4);
     for (i = 0; i < size; i++)
-        f[hl + 4 + i] = (uint8_t)('a' + i % 26) ^ mask[i & 3];
+        f[hl + 4 + i] = (uint8_t)(payload ? payload[i] : 'a' + i % 26) ^ mask[i & 3];
+    free(payload);
     for (i = 1; i <= (size_t)opt.inflight; i++)
         memcpy(g_out + i * g_frame_len, g_out, g_frame_len);
     return 0;
@@ -435,7 +483,7 @@ static int ws_frame_end(struct conn *c, uint64_t *done)
     }
     if (op > 0x2 || !(c->fop & 0x80))
         return 0;   /* ping, pong, reserved, or more fragments to come */
-    if (c->msg_len == (uint64_t)opt.size) {
+    if (c->msg_len == (uint64_t)opt.size || opt.rsv1 || opt.extensions) {
         g_messages++;
     } else {
         g_errors++;
@@ -894,7 +942,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: loadgen ws   --port P [--host 127.0.0.1] [--path /ws] [--connections 50]\n"
             "                    [--inflight 16] [--size 64] [--duration 4] [--warmup 1]\n"
-            "                    [--timeout 10] [--max-pending 100]\n"
+            "                    [--timeout 10] [--max-pending 100] [--text]\n"
+            "                    [--payload FILE] [--rsv1] [--extensions OFFER]\n"
             "       loadgen idle --port P [--host 127.0.0.1] [--path /] [--connections 10000]\n"
             "                    [--timeout 60] [--max-pending 100]\n");
 }
@@ -970,6 +1019,12 @@ static int parse_args(int argc, char **argv)
         } else if (strcmp(name, "--help") == 0) {
             usage(stdout);
             exit(0);
+        } else if (strcmp(name, "--text") == 0) {
+            opt.text = 1;
+            continue;
+        } else if (strcmp(name, "--rsv1") == 0) {
+            opt.rsv1 = 1;
+            continue;
         } else if (i + 1 < argc) {
             val = argv[++i];
         } else {
@@ -978,6 +1033,14 @@ static int parse_args(int argc, char **argv)
         }
         if (strcmp(name, "--host") == 0) {
             opt.host = val;
+        } else if (strcmp(name, "--payload") == 0) {
+            opt.payload = val;
+        } else if (strcmp(name, "--extensions") == 0) {
+            if (strpbrk(val, "\r\n") != NULL || strlen(val) > 512) {
+                fprintf(stderr, "loadgen: --extensions must be one short header value\n");
+                return -1;
+            }
+            opt.extensions = val;
         } else if (strcmp(name, "--path") == 0) {
             if (val[0] != '/' || strpbrk(val, " \r\n") != NULL) {
                 fprintf(stderr, "loadgen: --path must start with / and have no spaces\n");
