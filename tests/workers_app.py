@@ -41,7 +41,9 @@ def handler(conn: Connection, ev: int, data: Any) -> None:
 def worker_main(ctx: WorkerContext) -> None:
     mgr = Manager(handler, events=(MG_EV_HTTP_MSG,))
     mgr.listen_socket(ctx.sock)
-    print(f"worker {ctx.worker_id} ready {os.getpid()}", flush=True)
+    # One write per line: print() writes text and newline separately, and two workers
+    # starting together could interleave them on the shared pipe.
+    os.write(1, f"worker {ctx.worker_id} ready {os.getpid()}\n".encode())
     serve_manager(ctx, mgr)
 
 
