@@ -15,6 +15,7 @@ the threshold applies to a full run only).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import io
 import json
@@ -169,10 +170,8 @@ def run_file(workdir: Path, env: dict[str, str], name: str, timeout: float) -> d
             note = "timeout"
         finally:
             # Whatever the file left running (servers, example subprocesses) goes too.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait()
     result: dict[str, object] = {"file": name, "seconds": time.monotonic() - started}
     if report.is_file():

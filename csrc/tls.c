@@ -81,12 +81,25 @@ void pymg_tls_on_accept(struct mg_connection *c, struct pymg_route *r,
                         const struct pymg_route *listener) {
   if (listener->tls != NULL) {
     apply(c, r, listener->tls);
+  } else if (c->is_tls && ((r->interest >> MG_EV_ACCEPT) & 1U) && !c->is_closing) {
+    /* cymongoose's way: the handler calls conn.tls_init(opts) in MG_EV_ACCEPT,
+     * which is then delivered at once (glue.c), before any byte is read. */
+    r->tls_await_accept = 1;
   } else if (c->is_tls) {
     /* An https:// or wss:// listener with no certificate: better no answer
      * than a plain-text one. */
     fail(c, "this TLS listener has no certificate: call "
          "listener.tls_init(TlsOpts(cert=..., key=...)) or pass tls= to listen() "
          "or mqtt_listen()");
+  }
+}
+
+void pymg_tls_after_accept(struct mg_connection *c, struct pymg_route *r) {
+  r->tls_await_accept = 0;
+  if (c->tls == NULL && !c->is_closing) {
+    fail(c, "this TLS listener has no certificate and its MG_EV_ACCEPT handler did not "
+         "call conn.tls_init(TlsOpts(cert=..., key=...)): pass tls= to listen() or call "
+         "tls_init there");
   }
 }
 
