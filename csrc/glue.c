@@ -250,7 +250,7 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
     r->wrapped = 1;
     /* A full queue goes to Python with this event: nothing is lost. */
     int queued = ev == MG_EV_WS_MSG ? queue_ws_message(m, c, (struct mg_ws_message *) ev_data)
-                 : is_deferrable(ev) && !r->tls_await_accept ? queue_push(m, c->id, ev, 0)
+                 : is_deferrable(ev) && !r->tls_await ? queue_push(m, c->id, ev, 0)
                                         : 0;
     if (!queued) {
       if (ev == MG_EV_HTTP_HDRS || ev == MG_EV_WS_OPEN) {
@@ -268,7 +268,9 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
   if (listener != NULL && c->fn_data == r) pymg_tls_on_accept(c, r, listener);
   if (r->ws_fresh && (ev == MG_EV_READ || ev == MG_EV_POLL)) ws_read_early_frames(c, r);
 done:
-  if (ev == MG_EV_ACCEPT && r->tls_await_accept) pymg_tls_after_accept(c, r);
+  if ((ev == MG_EV_ACCEPT || ev == MG_EV_CONNECT) && r->tls_await) {
+    pymg_tls_after_handler(c, r); /* tls.c: no tls_init there fails c */
+  }
   if (ev == MG_EV_CLOSE) {
     pymg_tls_on_close(r);
     pymg_guard_free(r->guard);
