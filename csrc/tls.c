@@ -194,6 +194,13 @@ void pymg_tls_free(struct mg_connection *c) {
   }
 }
 
+void pymg_tls_listen_per_connection(struct mg_connection *c) {
+  struct pymg_route *r = (struct pymg_route *) c->fn_data;
+  if (r == NULL || !c->is_listening) return;
+  pymg_tls_on_close(r);
+  c->is_tls = 1; /* accepted connections inherit it: TLS or nothing */
+}
+
 int pymg_tls_listener_has_conf(struct mg_connection *c) {
   struct pymg_route *r = (struct pymg_route *) c->fn_data;
   return r != NULL && r->tls != NULL;

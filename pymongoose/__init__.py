@@ -58,6 +58,7 @@ from .errors import (
     ManagerClosedError,
     MessageExpiredError,
     PymongooseError,
+    UnknownSchemeError,
 )
 from .limits import Limits
 from .manager import ALL_EVENTS, Manager
@@ -154,6 +155,7 @@ __all__ = [
     "RpcReq",
     "Timer",
     "TlsOpts",
+    "UnknownSchemeError",
     "WsMessage",
     "__version__",
     "base64_decode",

@@ -36,7 +36,7 @@ from .constants import (
     PYMG_EV_HTTP_BODY,
     event_name,
 )
-from .errors import ConnectError, ListenError, ManagerClosedError
+from .errors import ConnectError, ListenError, ManagerClosedError, UnknownSchemeError
 from .limits import Limits, apply_limits
 from .messages import HttpMessage, WsMessage, _MessageView
 from .mqtt import MQTT_MAX_PACKET_SIZE, MqttMessage, MqttProperties
@@ -154,9 +154,10 @@ def _check_url(url: object, what: str) -> tuple[str, bytes]:
         raise ValueError(f"{what} URL {url!r} is empty or contains spaces or NUL")
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme and scheme not in _KNOWN_SCHEMES:
-        raise ValueError(
-            f"{what} URL {url!r}: unknown scheme {scheme!r} "
-            f"(use one of {', '.join(sorted(_KNOWN_SCHEMES))})"
+        # "Failed to listen": the words cymongoose's listen() used for it.
+        where = f"Failed to listen on {url!r}" if what == "listen" else f"{what} URL {url!r}"
+        raise UnknownSchemeError(
+            f"{where}: unknown scheme {scheme!r} (use one of {', '.join(sorted(_KNOWN_SCHEMES))})"
         )
     # Mongoose reads "http://" as 0.0.0.0:80 and wraps ports above 65535 silently.
     host_port = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
@@ -300,7 +301,8 @@ class Manager:
             del self._conns[conn._id]
             if handler is not None and (conn._interest >> MG_EV_CLOSE) & 1:
                 self._call(handler, conn, ev, None)
-            conn._detach()
+            c = conn._c
+            conn._detach(lib.pymg_conn_flags(c) if c is not None else 0)
             return
         if handler is None:
             return
@@ -493,7 +495,8 @@ class Manager:
         if type(timeout_ms) is not int or timeout_ms < 0:
             _check_timeout(timeout_ms)
         if self._polling:
-            raise RuntimeError("poll() cannot be called from inside an event handler")
+            raise RuntimeError("poll() is not reentrant: it cannot be called from inside an "
+                               "event handler, nor while another thread polls this Manager")
         self._polling = True
         try:
             queued = _pymg_poll(m, timeout_ms)
@@ -851,11 +854,14 @@ class Manager:
 
         Needs ``Manager(enable_wakeup=True)``. Messages are queued in C and delivered in
         the order each thread sent them, none lost however fast they come; False means
-        there was no memory to queue it. ``data`` is at most 1 MiB.
+        there was no memory to queue it, or (with a RuntimeWarning, as cymongoose returns
+        False there) that wakeup is not enabled. ``data`` is at most 1 MiB.
         """
         m = self._live()
         if not self._wakeup_enabled:
-            raise RuntimeError("wakeup() needs Manager(enable_wakeup=True)")
+            warnings.warn("wakeup() needs Manager(enable_wakeup=True); nothing was sent",
+                          RuntimeWarning, stacklevel=2)
+            return False
         if not isinstance(connection_id, int) or connection_id <= 0:
             raise ValueError(f"connection_id must be a positive int, not {connection_id!r}")
         if isinstance(data, str):
