@@ -243,6 +243,7 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
   if (ev == MG_EV_HTTP_MSG && !c->is_client) {
     const struct mg_str *method = &((struct mg_http_message *) ev_data)->method;
     r->head_request = method->len == 4 && memcmp(method->buf, "HEAD", 4) == 0;
+    r->send_mark = c->send.len; /* pymg_http_answer_started: did the handler answer? */
   }
   /* conn_limits.c: limits and RFC checks; a refused event never reaches Python. */
   if (r->guard != NULL && !pymg_guard_event(c, r->guard, ev, ev_data)) goto done;
@@ -632,6 +633,11 @@ struct mg_connection *pymg_next_conn(struct pymg_manager *m, struct mg_connectio
 void pymg_mark_wrapped(struct mg_connection *c) {
   struct pymg_route *r = (struct pymg_route *) c->fn_data;
   if (r != NULL) r->wrapped = 1;
+}
+
+int pymg_http_answer_started(struct mg_connection *c) {
+  struct pymg_route *r = (struct pymg_route *) c->fn_data;
+  return r != NULL && c->send.len > r->send_mark;
 }
 
 unsigned long pymg_origin_id(struct mg_connection *c) {

@@ -33,6 +33,7 @@ struct pymg_route {
   int in_hdrs;             /* MG_EV_HTTP_HDRS is being handled: stream_body may start */
   int ws_fresh;            /* upgraded by pymg_ws_upgrade; bytes behind the request
                               are still to be read as frames (see route_event) */
+  size_t send_mark;        /* send buffer length when the request's MG_EV_HTTP_MSG began */
   int tls_await;           /* a TLS connection with no options, whose handler wants
                               MG_EV_ACCEPT (server) or MG_EV_CONNECT (client): that
                               event is delivered at once and must call tls_init */

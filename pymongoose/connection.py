@@ -695,9 +695,11 @@ class Connection:
         present a certificate it signed). Options without a certificate make the
         listener TLS-only with options per connection: its handler must call
         ``conn.tls_init(TlsOpts(cert=..., key=...))`` in MG_EV_ACCEPT, or the accepted
-        connection fails with MG_EV_ERROR (it never talks plain text). On a client, call it right after
-        ``connect()``: the handshake starts as soon as the TCP connection is up, and
-        the server is verified against ``opts.ca`` and ``opts.name`` (default: the
+        connection fails with MG_EV_ERROR (it never talks plain text).
+
+        On a client, call it right after ``connect()`` (or in MG_EV_CONNECT): the
+        handshake starts as soon as the TCP connection is up, and the server is verified
+        against ``opts.ca`` and ``opts.name`` (default: the
         URL's host); without ``ca``, ``skip_verification=True`` is required. A
         failed handshake raises MG_EV_ERROR ("TLS handshake failed: ...") and closes
         the connection.

@@ -20,10 +20,12 @@ from . import _dispatch, dns, sntp
 from . import mqtt as _mqtt
 from ._dispatch import _UNSHARED_REFS, _getrefcount
 from ._ffi import NULL, ffi, lib, mg_str_bytes
+from ._handler_failure import answer_failed_request
 from .connection import Connection, EventHandler, format_headers
 from .constants import (
     MG_EV_CLOSE,
     MG_EV_ERROR,
+    MG_EV_HTTP_MSG,
     MG_EV_MQTT_CMD,
     MG_EV_MQTT_MSG,
     MG_EV_MQTT_OPEN,
@@ -382,6 +384,8 @@ class Manager:
 
     def _report(self, exc: Exception, conn: Connection, ev: int) -> None:
         self._report_error(exc, f"handler raised on {conn!r} during {event_name(ev)}")
+        if ev == MG_EV_HTTP_MSG:
+            answer_failed_request(conn)  # 500, or a close: the client must not hang
 
     def _report_error(self, exc: Exception, context: str) -> None:
         if self._error_handler is not None:
