@@ -58,7 +58,6 @@ from .errors import (
     ManagerClosedError,
     MessageExpiredError,
     PymongooseError,
-    UnknownSchemeError,
 )
 from .limits import Limits
 from .manager import ALL_EVENTS, Manager
@@ -155,7 +154,6 @@ __all__ = [
     "RpcReq",
     "Timer",
     "TlsOpts",
-    "UnknownSchemeError",
     "WsMessage",
     "__version__",
     "base64_decode",

@@ -21,9 +21,9 @@ from pymongoose import (
     AsyncManager,
     Connection,
     Manager,
-    UnknownSchemeError,
 )
 from pymongoose.asgi import ASGIServer
+from pymongoose.errors import UnknownSchemeError
 from pymongoose.wsgi import WSGIServer, _build_environ
 
 TIMEOUT = 5.0
