@@ -41,15 +41,12 @@ FILE_TIMEOUT = 600.0  # seconds for one file's pytest process; pytest-timeout st
 PREFIX = "cymongoose-0.2.5/"
 CACHE = ROOT / "build" / "cymongoose-suite" / build_ffi.PINNED_ARCHIVE
 
-# What the suite imports beyond pytest (cymongoose's dev dependency group, less docs/lint).
+# What the suite's tests import beyond the standard library (cymongoose's dev group
+# also lists aiohttp, fastapi, flask and uvicorn: only its benchmarks, not run, use them).
 TEST_DEPS = {
-    "aiohttp": "aiohttp",
-    "fastapi": "fastapi",
-    "flask": "flask",
     "pytest": "pytest",
     "pytest-asyncio": "pytest-asyncio",
     "pytest-timeout": "pytest-timeout",
-    "uvicorn": "uvicorn",
     "websocket-client": "websocket-client",
 }
 
@@ -105,19 +102,23 @@ def fetch_archive() -> bytes:
     return data
 
 
-def install_test_deps() -> None:
-    """pip-install whichever of the suite's test dependencies this Python lacks."""
-    missing = []
-    for dist, requirement in TEST_DEPS.items():
-        try:
-            importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            missing.append(requirement)
+def install_test_deps() -> Path:
+    """A folder with whichever of the suite's test dependencies this Python lacks,
+    pip-installed there (not into the venv, whose own test run they must not change).
+    The folder goes on the suite's PYTHONPATH only."""
+    folder = CACHE.parent / f"site-{sys.implementation.cache_tag}"
+    have = {d.metadata["Name"].lower() for d in importlib.metadata.distributions()}
+    have |= {d.metadata["Name"].lower()
+             for d in importlib.metadata.distributions(path=[str(folder)])}
+    missing = [req for dist, req in TEST_DEPS.items() if dist not in have]
     if missing:
-        print(f"cymongoose-suite: installing {' '.join(missing)}", flush=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", *missing], check=True
-        )
+        print(f"cymongoose-suite: installing {' '.join(missing)} into {folder}", flush=True)
+        # Their own dependencies come along; pytest at the venv's version, so that the
+        # copy in the folder (first on the path) is the same pytest.
+        pin = f"pytest=={importlib.metadata.version('pytest')}"
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target",
+                        str(folder), *missing, pin], check=True)
+    return folder
 
 
 def prepare(workdir: Path, archive: bytes) -> list[str]:
@@ -211,7 +212,7 @@ def main() -> int:
     args = parser.parse_args()
 
     archive = fetch_archive()
-    install_test_deps()
+    deps = install_test_deps()
     workdir = Path(tempfile.mkdtemp(prefix="cymongoose-suite-"))
     try:
         files = prepare(workdir, archive)
@@ -222,8 +223,8 @@ def main() -> int:
                 sys.exit(f"cymongoose-suite: no such test file {', '.join(sorted(unknown))}")
             files = [f for f in files if f in wanted]
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(workdir), env.get("PYTHONPATH", "")]).rstrip(
-            os.pathsep
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(workdir), str(deps), env.get("PYTHONPATH", "")) if p
         )
         env.pop("PYTEST_ADDOPTS", None)
         results = []

