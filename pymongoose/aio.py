@@ -51,7 +51,12 @@ class AsyncManager:
 
     Use it as ``async with AsyncManager(handler) as amgr:`` or call :meth:`start` from
     the loop and ``await`` :meth:`close` at the end. Other threads reach the loop with
-    ``loop.call_soon_threadsafe``.
+    :meth:`schedule` (or ``loop.call_soon_threadsafe``) and the Manager with
+    :meth:`wakeup` (wakeup is always enabled here).
+
+    cymongoose's signature works too: ``AsyncManager(handler, poll_interval)`` sets
+    ``tick_ms``; ``shutdown_timeout`` is accepted and has no effect (there is no poll
+    thread to wait for).
     """
 
     def __init__(self, handler: Optional[EventHandler] = None,
