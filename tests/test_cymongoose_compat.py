@@ -229,3 +229,27 @@ def test_asgi_server_start_returns_the_listener_and_stop_stops() -> None:
         assert listener.is_closed
 
     asyncio.run(main())
+
+
+def test_asgi_server_built_outside_its_loop_still_runs_lifespan_shutdown() -> None:
+    # cymongoose's tests build the server in one thread and run it in a new loop in
+    # another; on Python 3.9 an asyncio.Queue made outside the loop never wakes in it.
+    events: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            for phase in ("startup", "shutdown"):
+                message = await receive()
+                events.append(message["type"])
+                await send({"type": f"lifespan.{phase}.complete"})
+
+    server = ASGIServer(app)
+
+    async def main() -> None:
+        await server.start("http://127.0.0.1:0")
+        await asyncio.wait_for(server.stop(), TIMEOUT)
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()))
+    thread.start()
+    thread.join(TIMEOUT * 2)
+    assert events == ["lifespan.startup", "lifespan.shutdown"]
