@@ -258,6 +258,7 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
   if (ev == MG_EV_HTTP_MSG && !c->is_client) {
     const struct mg_str *method = &((struct mg_http_message *) ev_data)->method;
     r->head_request = method->len == 4 && memcmp(method->buf, "HEAD", 4) == 0;
+    r->send_mark = c->send.len; /* pymg_http_answer_started: did the handler answer? */
   }
   /* conn_limits.c: limits and RFC checks; a refused event never reaches Python. */
   if (r->guard != NULL && !pymg_guard_event(c, r->guard, ev, ev_data)) goto done;
@@ -266,7 +267,7 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
     r->wrapped = 1;
     /* A full queue goes to Python with this event: nothing is lost. */
     int queued = ev == MG_EV_WS_MSG ? queue_ws_message(m, c, (struct mg_ws_message *) ev_data)
-                 : is_deferrable(ev)    ? queue_push(m, c->id, ev, 0)
+                 : is_deferrable(ev) && !r->tls_await ? queue_push(m, c->id, ev, 0)
                                         : 0;
     if (!queued) {
       if (ev == MG_EV_HTTP_HDRS || ev == MG_EV_WS_OPEN) {
@@ -285,6 +286,9 @@ static void route_event(struct mg_connection *c, int ev, void *ev_data) {
   if (listener != NULL && c->fn_data == r) pymg_tls_on_accept(c, r, listener);
   if (r->ws_fresh && (ev == MG_EV_READ || ev == MG_EV_POLL)) ws_read_early_frames(c, r);
 done:
+  if ((ev == MG_EV_ACCEPT || ev == MG_EV_CONNECT) && r->tls_await) {
+    pymg_tls_after_handler(c, r); /* tls.c: no tls_init there fails c */
+  }
   if (ev == MG_EV_CLOSE) {
     pymg_tls_on_close(r);
     pymg_guard_free(r->guard);
@@ -646,6 +650,11 @@ struct mg_connection *pymg_next_conn(struct pymg_manager *m, struct mg_connectio
 void pymg_mark_wrapped(struct mg_connection *c) {
   struct pymg_route *r = (struct pymg_route *) c->fn_data;
   if (r != NULL) r->wrapped = 1;
+}
+
+int pymg_http_answer_started(struct mg_connection *c) {
+  struct pymg_route *r = (struct pymg_route *) c->fn_data;
+  return r != NULL && c->send.len > r->send_mark;
 }
 
 unsigned long pymg_origin_id(struct mg_connection *c) {

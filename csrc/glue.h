@@ -106,6 +106,9 @@ struct mg_connection *pymg_connect(struct pymg_manager *m, const char *url, int 
 /* Routing state of one connection. */
 void pymg_set_interest(struct mg_connection *c, uint64_t interest);
 unsigned long pymg_origin_id(struct mg_connection *c);
+/* During or right after a request's MG_EV_HTTP_MSG: 1 when its handler has
+ * written to the response (the send buffer grew since the event began). */
+int pymg_http_answer_started(struct mg_connection *c);
 void pymg_mark_wrapped(struct mg_connection *c);
 /* Walk the connections pymongoose routes: NULL gives the newest, then older ones. */
 struct mg_connection *pymg_next_conn(struct pymg_manager *m, struct mg_connection *c);

@@ -33,12 +33,19 @@ struct pymg_route {
   int in_hdrs;             /* MG_EV_HTTP_HDRS is being handled: stream_body may start */
   int ws_fresh;            /* upgraded by pymg_ws_upgrade; bytes behind the request
                               are still to be read as frames (see route_event) */
+  size_t send_mark;        /* send buffer length when the request's MG_EV_HTTP_MSG began */
+  int tls_await;           /* a TLS connection with no options, whose handler wants
+                              MG_EV_ACCEPT (server) or MG_EV_CONNECT (client): that
+                              event is delivered at once and must call tls_init */
 };
 
 /* Hooks route_event calls (tls.c). */
 /* An accepted connection's MG_EV_OPEN, `listener` being the listener's route. */
 void pymg_tls_on_accept(struct mg_connection *c, struct pymg_route *r,
                         const struct pymg_route *listener);
+/* After MG_EV_ACCEPT or MG_EV_CONNECT was routed with tls_await set: a handler
+ * that did not call tls_init fails the connection rather than speak plain text. */
+void pymg_tls_after_handler(struct mg_connection *c, struct pymg_route *r);
 /* A client's MG_EV_CONNECT; returns 0 when TLS could not be set up (the
  * connection is closing with MG_EV_ERROR and MG_EV_CONNECT is not routed). */
 int pymg_tls_on_connect(struct mg_connection *c, struct pymg_route *r);

@@ -81,6 +81,10 @@ void pymg_tls_on_accept(struct mg_connection *c, struct pymg_route *r,
                         const struct pymg_route *listener) {
   if (listener->tls != NULL) {
     apply(c, r, listener->tls);
+  } else if (c->is_tls && ((r->interest >> MG_EV_ACCEPT) & 1U) && !c->is_closing) {
+    /* cymongoose's way: the handler calls conn.tls_init(opts) in MG_EV_ACCEPT,
+     * which is then delivered at once (glue.c), before any byte is read. */
+    r->tls_await = 1;
   } else if (c->is_tls) {
     /* An https:// or wss:// listener with no certificate: better no answer
      * than a plain-text one. */
@@ -90,11 +94,29 @@ void pymg_tls_on_accept(struct mg_connection *c, struct pymg_route *r,
   }
 }
 
+void pymg_tls_after_handler(struct mg_connection *c, struct pymg_route *r) {
+  r->tls_await = 0;
+  if (c->tls != NULL || c->is_closing) return;
+  if (c->is_client) {
+    fail(c, "this TLS connection has no TLS options: pass tls=TlsOpts(ca=...) to "
+         "connect(), ws_connect() or mqtt_connect(), or call tls_init() right after it or "
+         "in its MG_EV_CONNECT handler");
+  } else {
+    fail(c, "this TLS listener has no certificate and its MG_EV_ACCEPT handler did not "
+         "call conn.tls_init(TlsOpts(cert=..., key=...)): pass tls= to listen() or call "
+         "tls_init there");
+  }
+}
+
 int pymg_tls_on_connect(struct mg_connection *c, struct pymg_route *r) {
   struct pymg_tls_conf *conf = r->tls;
   int ok;
   r->connected = 1;
   if (conf == NULL) {
+    if (c->is_tls && c->tls == NULL && ((r->interest >> MG_EV_CONNECT) & 1U)) {
+      r->tls_await = 1; /* the handler's MG_EV_CONNECT may call tls_init (cymongoose) */
+      return 1;
+    }
     if (c->is_tls && c->tls == NULL) {
       fail(c, "this TLS connection has no TLS options: pass tls=TlsOpts(ca=...) "
            "to connect(), ws_connect() or mqtt_connect(), or call tls_init() right after it");
@@ -170,6 +192,13 @@ void pymg_tls_free(struct mg_connection *c) {
     c->is_tls = c->is_tls_hs = 0;
     c->is_closing = 1;
   }
+}
+
+void pymg_tls_listen_per_connection(struct mg_connection *c) {
+  struct pymg_route *r = (struct pymg_route *) c->fn_data;
+  if (r == NULL || !c->is_listening) return;
+  pymg_tls_on_close(r);
+  c->is_tls = 1; /* accepted connections inherit it: TLS or nothing */
 }
 
 int pymg_tls_listener_has_conf(struct mg_connection *c) {

@@ -39,6 +39,12 @@ int pymg_tls_set(struct mg_connection *c, struct pymg_tls_conf *conf);
  * closed, since its peer's bytes could no longer be read. */
 void pymg_tls_free(struct mg_connection *c);
 
+/* A listener that speaks TLS with options given per connection: its handler
+ * calls tls_init on each connection it accepts, in MG_EV_ACCEPT (cymongoose's
+ * way; one that does not is failed, see pymg_tls_after_handler). Options it
+ * held are dropped. */
+void pymg_tls_listen_per_connection(struct mg_connection *c);
+
 /* Whether a listener holds TLS options for the connections it accepts. */
 int pymg_tls_listener_has_conf(struct mg_connection *c);
 

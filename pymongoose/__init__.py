@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import _dispatch  # noqa: F401 - registers the C-to-Python entry point
 from . import mqtt as _mqtt
 from . import mqtt_broker as _mqtt_broker
+from .aio import AsyncManager
 from .connection import Connection, EventHandler
 from .constants import (
     MG_EV_ACCEPT,
@@ -137,6 +138,7 @@ __all__ = [
     "WEBSOCKET_OP_PING",
     "WEBSOCKET_OP_PONG",
     "WEBSOCKET_OP_TEXT",
+    "AsyncManager",
     "ConnectError",
     "Connection",
     "ConnectionClosedError",

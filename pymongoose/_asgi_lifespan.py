@@ -23,12 +23,15 @@ class Lifespan:
         #: The ``state`` dict; each request scope gets a shallow copy.
         self.state: dict[str, Any] = {}
         self.supported = True
-        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        # Made in the running loop (_exchange): on Python 3.9 a Queue binds to the loop
+        # current when it is made, and a server is often built outside its loop.
+        self._inbox: Optional[asyncio.Queue[Message]] = None
         self._reply: Optional[asyncio.Future[Message]] = None
         self._task: Optional[asyncio.Task[None]] = None
         self._sent_any = False
 
     async def _receive(self) -> Message:
+        assert self._inbox is not None  # _exchange made it before starting the task
         return await self._inbox.get()
 
     async def _send(self, message: Message) -> None:
@@ -61,6 +64,8 @@ class Lifespan:
 
     async def _exchange(self, message: Message) -> Message:
         loop = asyncio.get_running_loop()
+        if self._inbox is None:
+            self._inbox = asyncio.Queue()
         self._reply = loop.create_future()
         if self._task is None:
             self._task = loop.create_task(self._main())

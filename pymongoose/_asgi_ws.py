@@ -66,7 +66,7 @@ class WebSocketCycle:
         if self.disconnected:
             return
         if not is_text:
-            self._push({"type": "websocket.receive", "bytes": data, "text": None})
+            self._push({"type": "websocket.receive", "bytes": data})
             return
         try:
             text = data.decode("utf-8")
@@ -74,7 +74,7 @@ class WebSocketCycle:
             self._close(1007, "invalid UTF-8 in a text message")  # RFC 6455, 8.1
             self.on_close_frame(1007, "")
             return
-        self._push({"type": "websocket.receive", "bytes": None, "text": text})
+        self._push({"type": "websocket.receive", "text": text})
 
     def on_close_frame(self, code: int, reason: str) -> None:
         """The peer sent a close frame (Mongoose echoes it and closes)."""

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from types import TracebackType
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from ._ffi import lib
 from .connection import Connection, EventHandler
 from .limits import Limits
 from .manager import ErrorHandler, Manager
+from .timers import Timer, TimerCallback
 from .tls import TlsOpts
 
 __all__ = ["FALLBACK_POLL_MS", "AsyncManager"]
@@ -50,25 +51,39 @@ class AsyncManager:
 
     Use it as ``async with AsyncManager(handler) as amgr:`` or call :meth:`start` from
     the loop and ``await`` :meth:`close` at the end. Other threads reach the loop with
-    ``loop.call_soon_threadsafe``.
+    :meth:`schedule` (or ``loop.call_soon_threadsafe``) and the Manager with
+    :meth:`wakeup` (wakeup is always enabled here).
+
+    cymongoose's signature works too: ``AsyncManager(handler, poll_interval)`` sets
+    ``tick_ms``; ``shutdown_timeout`` is accepted and has no effect (there is no poll
+    thread to wait for).
     """
 
-    def __init__(self, handler: Optional[EventHandler] = None, *,
+    def __init__(self, handler: Optional[EventHandler] = None,
+                 poll_interval: Optional[float] = None, *,
                  error_handler: Optional[ErrorHandler] = None,
                  events: Optional[Iterable[int]] = None, tick_ms: float = 100,
-                 limits: Optional[Limits] = None) -> None:
+                 limits: Optional[Limits] = None,
+                 shutdown_timeout: Optional[float] = None) -> None:
+        # cymongoose's poll_interval is the period of its poll thread: our tick.
+        # shutdown_timeout bounds its wait for that thread; with no thread here, close()
+        # never waits for one, so it is accepted for compatibility and has no effect.
+        if poll_interval is not None:
+            tick_ms = poll_interval
+        del shutdown_timeout
         if isinstance(tick_ms, bool) or not isinstance(tick_ms, (int, float)):
             raise TypeError(f"tick_ms must be a number, not {type(tick_ms).__name__}")
         if not tick_ms > 0:
             raise ValueError(f"tick_ms must be > 0, not {tick_ms}")
-        self._manager = Manager(handler, error_handler=error_handler, events=events,
-                                limits=limits)
+        self._manager = Manager(handler, enable_wakeup=True, error_handler=error_handler,
+                                events=events, limits=limits)
         self._tick_s = tick_ms / 1000
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._fd = -1  # our duplicate of Mongoose's descriptor, watched by the loop
         self._tick: Optional[asyncio.Handle] = None
         self._soon: Optional[asyncio.Handle] = None  # one extra poll, at most, pending
         self._soon_is_immediate = False
+        self._tasks: set[asyncio.Future[Any]] = set()  # schedule()'d, kept until done
 
     # -- what it wraps ------------------------------------------------------------------
 
@@ -86,6 +101,16 @@ class AsyncManager:
     def started(self) -> bool:
         """True while an event loop polls the Manager."""
         return self._loop is not None and self._tick is not None
+
+    @property
+    def running(self) -> bool:
+        """True between start() and close(): cymongoose's name for :attr:`started`."""
+        return self.started and not self.closed
+
+    def _started_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None or self._tick is None:
+            raise RuntimeError("AsyncManager is not started: use `async with` or start()")
+        return self._loop
 
     def listen(self, url: str, handler: Optional[EventHandler] = None, *,
                http: Optional[bool] = None,
@@ -117,6 +142,54 @@ class AsyncManager:
                     **options: Any) -> Connection:
         """Listen for MQTT clients: :meth:`Manager.mqtt_listen <pymongoose.Manager.mqtt_listen>`."""
         return self._manager.mqtt_listen(url, handler, **options)
+
+    def sntp_connect(self, url: str, handler: Optional[EventHandler] = None,
+                     **options: Any) -> Connection:
+        """Ask an SNTP server the time: :meth:`Manager.sntp_connect
+        <pymongoose.Manager.sntp_connect>` (after start())."""
+        self._started_loop()
+        return self._manager.sntp_connect(url, handler, **options)
+
+    def timer_add(self, milliseconds: int, callback: TimerCallback, *, repeat: bool = False,
+                  run_now: bool = False) -> Timer:
+        """A timer on the Manager: :meth:`Manager.timer_add
+        <pymongoose.Manager.timer_add>` (after start())."""
+        self._started_loop()
+        timer = self._manager.timer_add(milliseconds, callback, repeat=repeat,
+                                        run_now=run_now)
+        self._poll_soon()
+        return timer
+
+    def wakeup(self, connection_id: int, data: Union[bytes, str] = b"") -> bool:
+        """From any thread: MG_EV_WAKEUP with ``data`` for a connection (after start()).
+
+        See :meth:`Manager.wakeup <pymongoose.Manager.wakeup>`; the loop polls when the
+        message arrives, as for any I/O.
+        """
+        self._started_loop()
+        return self._manager.wakeup(connection_id, data)
+
+    def schedule(self, coro_or_callback: Any) -> None:
+        """From any thread: run a callback, or a coroutine as a task, on the event loop.
+
+        Handlers already run on the loop's thread; this is for code that wants its work
+        to run after the handler returns (and for cymongoose code written for a poll
+        thread). A task started here is kept until it ends.
+        """
+        loop = self._started_loop()
+        if asyncio.iscoroutine(coro_or_callback):
+            coro = coro_or_callback
+            loop.call_soon_threadsafe(self._spawn, coro)
+        elif callable(coro_or_callback):
+            loop.call_soon_threadsafe(coro_or_callback)
+        else:
+            raise TypeError("schedule() takes a coroutine or a callable, not "
+                            f"{type(coro_or_callback).__name__}")
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- driving the Manager ------------------------------------------------------------
 

@@ -168,9 +168,10 @@ class ASGIServer:
     # -- life cycle ---------------------------------------------------------------------
 
     async def start(self, url: str = "http://127.0.0.1:8000", *,
-                    sock: Optional[socket.socket] = None) -> None:
+                    sock: Optional[socket.socket] = None) -> Connection:
         """Run the lifespan startup, then listen on ``url`` (port 0 picks a free one),
         or serve ``sock``, a listening TCP socket bound elsewhere (prefork workers).
+        Returns the listener (its ``local_addr`` has the real port), as cymongoose's does.
 
         Raises :class:`LifespanFailure` when the application reports that its startup
         failed, and :class:`~pymongoose.ListenError` when ``url`` cannot be opened.
@@ -195,6 +196,7 @@ class ASGIServer:
         except BaseException:
             await amgr.close()
             raise
+        return self._listener
 
     async def serve_forever(self) -> None:
         """Serve until :meth:`close` is called (from a task or a signal handler)."""
@@ -226,6 +228,10 @@ class ASGIServer:
         await amgr.close()
         if self._closed is not None:
             self._closed.set()
+
+    async def stop(self) -> None:
+        """cymongoose's name for :meth:`close` (with no grace period)."""
+        await self.close()
 
     async def __aenter__(self) -> ASGIServer:
         return self

@@ -90,8 +90,10 @@ def _send_error(c: Any, conn_id: int, err: int) -> Exception:
 def _check_header_part(text: str, what: str) -> bytes:
     if not isinstance(text, str):
         raise TypeError(f"header {what} must be str, not {type(text).__name__}")
-    if "\r" in text or "\n" in text:
-        raise ValueError(f"header {what} {text!r} contains a line break")
+    if "\r" in text or "\n" in text or "\0" in text:
+        # Either would let the text end the header early (header injection).
+        raise ValueError(f"Header {what} {text!r} contains an illegal character "
+                         "(a line break or NUL)")
     return text.encode("latin-1")
 
 
@@ -205,8 +207,8 @@ class Connection:
     ``is_closing`` stays True. ``userdata`` holds anything you want to keep with it.
     """
 
-    __slots__ = ("__weakref__", "_c", "_handler", "_id", "_interest", "_manager", "_peer_host",
-                 "userdata")
+    __slots__ = ("__weakref__", "_c", "_gone_flags", "_handler", "_id", "_interest", "_manager",
+                 "_peer_host", "_sse_raw", "userdata")
 
     def __init__(self, manager: Manager, c: Any, handler: Optional[EventHandler],
                  interest: int) -> None:
@@ -216,6 +218,8 @@ class Connection:
         self._handler = handler
         self._interest = interest
         self._peer_host = b""  # a client's URL host: its default TLS server name
+        self._sse_raw = False  # reply() opened an event stream that is not chunked
+        self._gone_flags = _F_CLOSING  # _flags() once closed
         #: Anything you want to keep with this connection.
         self.userdata: Any = None
 
@@ -227,7 +231,9 @@ class Connection:
             raise ConnectionClosedError(f"connection {self._id} is closed")
         return c
 
-    def _detach(self) -> None:
+    def _detach(self, final_flags: int = 0) -> None:
+        # What the connection was (client, UDP) stays known once it is closed.
+        self._gone_flags = (final_flags & (_F_CLIENT | _F_UDP)) | _F_CLOSING
         self._c = None
 
     def _work_queued(self) -> None:
@@ -255,20 +261,18 @@ class Connection:
 
         ``events``: the MG_EV_* codes to deliver (default: all). A listener's handler
         and events are inherited by the connections it accepts from then on.
+        ``handler=None`` reverts to the Manager's handler (and its events), as when the
+        connection was opened without one.
         """
-        from .manager import interest_mask
-
         c = self._live()
-        if handler is not None and not callable(handler):
-            raise TypeError(f"handler must be callable, not {type(handler).__name__}")
-        interest = interest_mask(handler, events)
+        handler, interest = self._manager._route_for(handler, events)
         self._handler = handler
         self._interest = interest
         lib.pymg_set_interest(c, interest)
 
     def _flags(self) -> int:
         c = self._c
-        return lib.pymg_conn_flags(c) if c is not None else _F_CLOSING  # type: ignore[no-any-return]
+        return lib.pymg_conn_flags(c) if c is not None else self._gone_flags  # type: ignore[no-any-return]
 
     @property
     def is_closed(self) -> bool:
@@ -399,7 +403,9 @@ class Connection:
         Raw TCP/UDP handlers read in ``MG_EV_READ``; pass ``consume=True`` to also remove
         what was returned from the buffer (otherwise it stays, and grows).
         """
-        c = self._live()
+        c = self._c
+        if c is None:
+            return b""  # closed: nothing buffered (recv_len is 0), as cymongoose says
         available = int(c.recv.len)
         n = available if length < 0 else min(length, available)
         data = ffi.unpack(ffi.cast("char *", c.recv.buf), n) if n else b""
@@ -409,7 +415,9 @@ class Connection:
 
     def send_data(self, length: int = -1) -> bytes:
         """A copy of up to ``length`` bytes (-1: all) of the send buffer, not yet sent."""
-        c = self._live()
+        c = self._c
+        if c is None:
+            return b""
         available = int(c.send.len)
         n = available if length < 0 else min(length, available)
         return ffi.unpack(ffi.cast("char *", c.send.buf), n) if n else b""
@@ -454,6 +462,7 @@ class Connection:
     def _reply_stream(self, c: Any, status_code: int, head: bytes, framing: int,
                       body: Any) -> None:
         """The head of a chunked or event-stream reply; ``body`` as its first part."""
+        self._sse_raw = framing == _EVENT_STREAM
         lib.pymg_http_reply_head(c, status_code, head, len(head))
         if len(body):
             if framing == _CHUNKED:
@@ -474,7 +483,10 @@ class Connection:
     def http_sse(self, event_type: str, data: str) -> None:
         """Send one Server-Sent Event: ``event: <event_type>`` and ``data:`` lines.
 
-        Start with ``reply(200, headers={"Content-Type": "text/event-stream"})``. A
+        Start with ``reply(200, headers={"Content-Type": "text/event-stream"})``: the
+        events then follow the head as they are. In any other response (a chunked
+        reply, or a head written with send(), as cymongoose's examples do) each event
+        is sent as one HTTP chunk; end that response with ``http_chunk("")``. A
         multi-line ``data`` becomes one ``data:`` line per line, as the format requires.
         """
         c = self._live()
@@ -485,7 +497,10 @@ class Connection:
         lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         frame = f"event: {event_type}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
         raw = frame.encode("utf-8")
-        _mg_send(c, raw, len(raw))
+        if self._sse_raw:
+            _mg_send(c, raw, len(raw))
+        else:
+            lib.mg_http_write_chunk(c, raw, len(raw))
         self._work_queued()
 
     def http_basic_auth(self, username: str, password: str) -> None:
@@ -694,9 +709,14 @@ class Connection:
 
         On a listener, every connection it accepts from now on does the server side of
         the handshake (``opts`` needs ``cert`` and ``key``; with ``ca``, clients must
-        present a certificate it signed). On a client, call it right after
-        ``connect()``: the handshake starts as soon as the TCP connection is up, and
-        the server is verified against ``opts.ca`` and ``opts.name`` (default: the
+        present a certificate it signed). Options without a certificate make the
+        listener TLS-only with options per connection: its handler must call
+        ``conn.tls_init(TlsOpts(cert=..., key=...))`` in MG_EV_ACCEPT, or the accepted
+        connection fails with MG_EV_ERROR (it never talks plain text).
+
+        On a client, call it right after ``connect()`` (or in MG_EV_CONNECT): the
+        handshake starts as soon as the TCP connection is up, and the server is verified
+        against ``opts.ca`` and ``opts.name`` (default: the
         URL's host); without ``ca``, ``skip_verification=True`` is required. A
         failed handshake raises MG_EV_ERROR ("TLS handshake failed: ...") and closes
         the connection.
@@ -709,6 +729,11 @@ class Connection:
             raise ValueError("TLS needs a TCP connection; this one is UDP")
         if flags & _F_CLIENT:
             opts._check_client()
+        elif flags & _F_LISTENING and not opts.cert:
+            # No certificate for the listener: it speaks TLS with options given per
+            # connection, by tls_init in MG_EV_ACCEPT (what cymongoose's listeners did).
+            lib.pymg_tls_listen_per_connection(c)
+            return
         else:
             opts._check_server()
         result = lib.pymg_tls_set(c, opts._conf(bool(flags & _F_CLIENT), self._peer_host))

@@ -9,6 +9,7 @@ __all__ = [
     "ManagerClosedError",
     "MessageExpiredError",
     "PymongooseError",
+    "UnknownSchemeError",
 ]
 
 
@@ -28,6 +29,13 @@ class ConnectError(PymongooseError, OSError, RuntimeError):
     """An outbound connection could not even be started (bad URL, out of memory).
 
     Also a ``RuntimeError``, as cymongoose raised.
+    """
+
+
+class UnknownSchemeError(PymongooseError, ValueError, RuntimeError):
+    """A URL's scheme is none pymongoose can open (``ftp://``, ``invalid://``).
+
+    A ``ValueError``; also a ``RuntimeError``, as cymongoose's listen() raised.
     """
 
 

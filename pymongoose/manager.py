@@ -20,11 +20,13 @@ from . import _dispatch, dns, sntp
 from . import mqtt as _mqtt
 from ._dispatch import _UNSHARED_REFS, _getrefcount
 from ._ffi import NULL, ffi, lib, mg_str_bytes
+from ._handler_failure import answer_failed_request
 from ._mglog import repeated_by_exception
 from .connection import Connection, EventHandler, format_headers
 from .constants import (
     MG_EV_CLOSE,
     MG_EV_ERROR,
+    MG_EV_HTTP_MSG,
     MG_EV_MQTT_CMD,
     MG_EV_MQTT_MSG,
     MG_EV_MQTT_OPEN,
@@ -37,7 +39,7 @@ from .constants import (
     PYMG_EV_HTTP_BODY,
     event_name,
 )
-from .errors import ConnectError, ListenError, ManagerClosedError
+from .errors import ConnectError, ListenError, ManagerClosedError, UnknownSchemeError
 from .limits import Limits, apply_limits
 from .messages import HttpMessage, WsMessage, _MessageView
 from .mqtt import MQTT_MAX_PACKET_SIZE, MqttMessage, MqttProperties
@@ -158,9 +160,10 @@ def _check_url(url: object, what: str) -> tuple[str, bytes]:
         raise ValueError(f"{what} URL {url!r} is empty or contains spaces or NUL")
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme and scheme not in _KNOWN_SCHEMES:
-        raise ValueError(
-            f"{what} URL {url!r}: unknown scheme {scheme!r} "
-            f"(use one of {', '.join(sorted(_KNOWN_SCHEMES))})"
+        # "Failed to listen": the words cymongoose's listen() used for it.
+        where = f"Failed to listen on {url!r}" if what == "listen" else f"{what} URL {url!r}"
+        raise UnknownSchemeError(
+            f"{where}: unknown scheme {scheme!r} (use one of {', '.join(sorted(_KNOWN_SCHEMES))})"
         )
     # Mongoose reads "http://" as 0.0.0.0:80 and wraps ports above 65535 silently.
     host_port = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
@@ -304,7 +307,8 @@ class Manager:
             del self._conns[conn._id]
             if handler is not None and (conn._interest >> MG_EV_CLOSE) & 1:
                 self._call(handler, conn, ev, None)
-            conn._detach()
+            c = conn._c
+            conn._detach(lib.pymg_conn_flags(c) if c is not None else 0)
             return
         if handler is None:
             return
@@ -384,6 +388,8 @@ class Manager:
 
     def _report(self, exc: Exception, conn: Connection, ev: int) -> None:
         self._report_error(exc, f"handler raised on {conn!r} during {event_name(ev)}")
+        if ev == MG_EV_HTTP_MSG:
+            answer_failed_request(conn)  # 500, or a close: the client must not hang
 
     def _report_error(self, exc: Exception, context: str) -> None:
         if self._error_handler is not None:
@@ -497,7 +503,8 @@ class Manager:
         if type(timeout_ms) is not int or timeout_ms < 0:
             _check_timeout(timeout_ms)
         if self._polling:
-            raise RuntimeError("poll() cannot be called from inside an event handler")
+            raise RuntimeError("poll() is not reentrant: it cannot be called from inside an "
+                               "event handler, nor while another thread polls this Manager")
         self._polling = True
         try:
             queued = _pymg_poll(m, timeout_ms)
@@ -865,11 +872,14 @@ class Manager:
 
         Needs ``Manager(enable_wakeup=True)``. Messages are queued in C and delivered in
         the order each thread sent them, none lost however fast they come; False means
-        there was no memory to queue it. ``data`` is at most 1 MiB.
+        there was no memory to queue it, or (with a RuntimeWarning, as cymongoose returns
+        False there) that wakeup is not enabled. ``data`` is at most 1 MiB.
         """
         m = self._live()
         if not self._wakeup_enabled:
-            raise RuntimeError("wakeup() needs Manager(enable_wakeup=True)")
+            warnings.warn("wakeup() needs Manager(enable_wakeup=True); nothing was sent",
+                          RuntimeWarning, stacklevel=2)
+            return False
         if not isinstance(connection_id, int) or connection_id <= 0:
             raise ValueError(f"connection_id must be a positive int, not {connection_id!r}")
         if isinstance(data, str):

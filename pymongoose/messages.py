@@ -144,11 +144,11 @@ class HttpMessage(_MessageView):
             return None
         return ffi.unpack(buf, length).decode("utf-8", _URI_ERRORS)  # type: ignore[no-any-return]
 
-    def status(self) -> Optional[int]:
-        """The status code of a response (``200``); None for a request."""
+    def status(self) -> int:
+        """The status code of a response (``200``); 0 for a request (as cymongoose)."""
         hm = self._live()
         if not mg_str_bytes(hm.method).startswith(b"HTTP/"):
-            return None
+            return 0
         return int(lib.pymg_http_status(hm))
 
     def header_var(self, header_name: str, var_name: str) -> Optional[str]:

@@ -12,6 +12,7 @@ lives in :mod:`pymongoose.mqtt_broker`.
 from __future__ import annotations
 
 import struct
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -403,11 +404,14 @@ def _new_opts(keep: _Keep) -> Any:
 
 
 def _mqtt_conn(conn: Connection) -> Any:
-    """The live C connection of ``conn``, which must speak MQTT."""
+    """The live C connection of ``conn`` when it speaks MQTT; None (after a warning)
+    when it does not: cymongoose's helpers do nothing there and raise nothing."""
     c = conn._live()
     if not lib.pymg_mqtt_version(c):
-        raise ValueError(f"{conn!r} is not an MQTT connection (open one with "
-                         "Manager.mqtt_connect or accept it with Manager.mqtt_listen)")
+        warnings.warn(f"{conn!r} is not an MQTT connection (open one with "
+                      "Manager.mqtt_connect or accept it with Manager.mqtt_listen): "
+                      "nothing was sent", RuntimeWarning, stacklevel=4)
+        return None
     return c
 
 
@@ -533,7 +537,9 @@ def publish(conn: Connection, topic: str, message: Union[bytes, str], qos: int, 
     common case (a known topic, no properties) takes no copies and few calls."""
     c = conn._c
     if c is None or not _mqtt_version(c):
-        c = _mqtt_conn(conn)  # raises the right error
+        c = _mqtt_conn(conn)  # raises or warns as it should
+        if c is None:
+            return 0
     raw_topic = _PUBLISH_TOPICS.get(topic) if type(topic) is str else None
     if raw_topic is None:
         raw_topic = check_topic_name(topic)
@@ -585,6 +591,8 @@ def subscribe(conn: Connection, topic: str, qos: int, unsubscribe: bool,
               properties: Optional[MqttProperties]) -> None:
     """What ``Connection.mqtt_sub`` and ``mqtt_unsub`` do (see there)."""
     c = _mqtt_conn(conn)
+    if c is None:
+        return
     keep = _Keep()
     opts = _new_opts(keep)
     keep.str_field(opts.topic, check_topic_filter(topic))
@@ -600,6 +608,8 @@ def subscribe(conn: Connection, topic: str, qos: int, unsubscribe: bool,
 def disconnect(conn: Connection, properties: Optional[MqttProperties]) -> None:
     """What ``Connection.mqtt_disconnect`` does (see there)."""
     c = _mqtt_conn(conn)
+    if c is None:
+        return
     keep = _Keep()
     opts = _new_opts(keep)  # Mongoose reads it even for MQTT 3.1.1: never NULL
     opts.props, opts.num_props = _v5_properties(c, properties, keep)
@@ -610,6 +620,8 @@ def disconnect(conn: Connection, properties: Optional[MqttProperties]) -> None:
 def send_header(conn: Connection, cmd: int, flags: int, length: int) -> None:
     """What ``Connection.mqtt_send_header`` does (see there)."""
     c = _mqtt_conn(conn)
+    if c is None:
+        return
     _check_size(cmd, "cmd", 1, 15)
     _check_size(flags, "flags", 0, 15)
     _check_size(length, "length", 0, _MAX_REMAINING)
@@ -627,6 +639,8 @@ def _send_packet(conn: Connection, c: Any, cmd: int, flags: int, body: bytes) ->
 def connack(conn: Connection, return_code: int, session_present: bool) -> None:
     """What ``Connection.mqtt_connack`` does (see there)."""
     c = _mqtt_conn(conn)
+    if c is None:
+        return
     _check_size(return_code, "return_code", 0, 255)
     body = bytes([1 if session_present else 0, return_code])
     if lib.pymg_mqtt_version(c) == 5:
@@ -637,6 +651,8 @@ def connack(conn: Connection, return_code: int, session_present: bool) -> None:
 def suback(conn: Connection, packet_id: int, codes: Sequence[int]) -> None:
     """What ``Connection.mqtt_suback`` does (see there)."""
     c = _mqtt_conn(conn)
+    if c is None:
+        return
     _check_size(packet_id, "packet_id", 1, 0xFFFF)
     if isinstance(codes, int) or not codes:
         raise ValueError("codes must be a non-empty sequence: one per subscribed filter")
@@ -651,6 +667,8 @@ def suback(conn: Connection, packet_id: int, codes: Sequence[int]) -> None:
 def unsuback(conn: Connection, packet_id: int, count: int) -> None:
     """What ``Connection.mqtt_unsuback`` does (see there)."""
     c = _mqtt_conn(conn)
+    if c is None:
+        return
     _check_size(packet_id, "packet_id", 1, 0xFFFF)
     _check_size(count, "count", 1, 0xFFFF)
     body = struct.pack("!H", packet_id)

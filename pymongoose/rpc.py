@@ -117,8 +117,9 @@ class RpcReq:
 
     def _answer(self, response: str) -> None:
         if not self._open:
-            raise RuntimeError(f"the {self._method!r} request was already answered, or its "
-                               "handler returned: answer once, inside the handler")
+            raise RuntimeError(f"the {self._method!r} request was already answered (its "
+                               "response already sent), or its handler returned: answer "
+                               "once, inside the handler")
         self._open = False
         if self._has_id:
             self._response = response

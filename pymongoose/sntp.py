@@ -27,9 +27,12 @@ DEFAULT_TIMEOUT_MS = 3000
 
 
 def sntp_url(url: object) -> str:
-    """``url`` checked to be ``udp://host[:port]``, with port 123 when it has none."""
+    """``url`` checked to be ``udp://host[:port]`` (or ``sntp://host[:port]``, the same),
+    with port 123 when it has none."""
     if not isinstance(url, str):
         raise TypeError(f"SNTP server URL must be str, not {type(url).__name__}")
+    if url.lower().startswith("sntp://"):
+        url = "udp://" + url[7:]
     if not url.lower().startswith("udp://"):
         raise ValueError(f"SNTP server URL {url!r} must start with udp:// "
                          "(e.g. udp://time.google.com:123)")

@@ -30,6 +30,7 @@ from ._ffi import mg_str_bytes
 from ._http_date import http_date
 from ._http_target import split_fragment, split_target
 from ._startup import startup_line
+from ._wsgi_compat import build_environ as _build_environ  # noqa: F401 - cymongoose's name
 from .connection import Connection
 from .constants import (
     MG_EV_CLOSE,
@@ -42,7 +43,7 @@ from .constants import (
     PYMG_EV_HTTP_BODY_END,
 )
 from .limits import Limits
-from .manager import Manager
+from .manager import ErrorHandler, Manager
 from .messages import HttpMessage
 from .workers import WorkerContext
 from .workers import run as run_workers
@@ -542,17 +543,21 @@ class WSGIServer:
     """A WSGI server in this process: ``listen()`` (or ``listen_socket()``), ``run()``,
     ``close()``.
 
-    ``threads`` is the size of the app's thread pool (cymongoose's ``workers`` means
-    the same; pymongoose's ``workers`` are processes, see :func:`serve`). ``root``: a
+    ``threads`` (or ``workers``, cymongoose's positional name for it) is the size of
+    the app's thread pool (:func:`serve`'s ``workers`` are processes). ``error_handler``:
+    the Manager's, for exceptions in the loop itself (the app's go to the log). ``root``: a
     directory Mongoose serves files from first (GET and HEAD), the app gets the rest.
     ``access_log``: one line per request to the ``pymongoose.access`` logger (INFO).
     ``limits``: the :class:`~pymongoose.Limits` each connection gets (default
     ``Limits()``; raise ``max_body_size`` for uploads over 16 MiB).
     """
 
-    def __init__(self, app: WSGIApp, *, threads: int = 8, root: Optional[str] = None,
-                 access_log: bool = False, multiprocess: bool = False,
-                 limits: Optional[Limits] = None) -> None:
+    def __init__(self, app: WSGIApp, workers: Optional[int] = None, *, threads: int = 8,
+                 root: Optional[str] = None, access_log: bool = False,
+                 multiprocess: bool = False, limits: Optional[Limits] = None,
+                 error_handler: Optional[ErrorHandler] = None) -> None:
+        if workers is not None:  # cymongoose's WSGIServer(app, workers): the thread pool
+            threads = workers
         if not callable(app):
             raise TypeError(f"app must be a WSGI callable, not {type(app).__name__}")
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
@@ -565,7 +570,8 @@ class WSGIServer:
         self.access_log = access_log
         self.multiprocess = multiprocess
         self.stopping = False
-        self._manager = Manager(self._handle, enable_wakeup=True, events=_EVENTS, limits=limits)
+        self._manager = Manager(self._handle, enable_wakeup=True, events=_EVENTS, limits=limits,
+                                error_handler=error_handler)
         self._pool = _AppThreads(threads, "pymongoose-wsgi")
         self._requests: dict[int, _Request] = {}
         self._flow = threading.Condition()

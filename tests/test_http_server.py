@@ -117,7 +117,7 @@ def test_head_reaches_handler(serve: Serve, http: requests.Session) -> None:
 
 
 def test_request_line_parts(serve: Serve, http: requests.Session) -> None:
-    """uri, query and proto split the request line; status() is None for a request."""
+    """uri, query and proto split the request line; status() is 0 for a request."""
     seen: list[tuple[Any, ...]] = []
 
     def handler(conn: Connection, ev: int, data: Any) -> None:
@@ -128,8 +128,8 @@ def test_request_line_parts(serve: Serve, http: requests.Session) -> None:
     with serve(handler) as server:
         http.get(server.url + "/some/path?x=1&y=two", timeout=TIMEOUT)
         http.get(server.url + "/bare", timeout=TIMEOUT)
-    assert seen == [("GET", "/some/path", "x=1&y=two", "HTTP/1.1", None),
-                    ("GET", "/bare", "", "HTTP/1.1", None)]
+    assert seen == [("GET", "/some/path", "x=1&y=two", "HTTP/1.1", 0),
+                    ("GET", "/bare", "", "HTTP/1.1", 0)]
 
 
 # -- headers ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 import requests
 import websocket
 from _tools import require
-from conftest import serving
+from conftest import read_until_closed, serving
 from tls_helpers import (
     Certs,
     certs,
@@ -544,10 +544,28 @@ def test_https_with_asyncio(certs: Certs) -> None:
     assert asyncio.run(main()) == "hello /aio tls=True"
 
 
-def test_tls_init_from_the_connect_handler_is_too_late_and_says_so(https: str,
-                                                                   certs: Certs) -> None:
-    # Mongoose's C examples call mg_tls_init on MG_EV_CONNECT; here that event arrives
-    # in a batch, after C has already refused to go on without TLS.
+def test_tls_init_from_the_connect_handler(https: str, certs: Certs) -> None:
+    # Mongoose's C examples (and cymongoose's) call tls_init on MG_EV_CONNECT: a TLS
+    # client without options delivers that event at once, before any byte is sent.
+    answer: list[bytes] = []
+
+    def handler(conn: Connection, ev: int, data: Any) -> None:
+        if ev == MG_EV_CONNECT:
+            conn.tls_init(certs.client_opts(name="localhost"))
+        elif ev == MG_EV_TLS_HS:
+            conn.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        elif ev == MG_EV_HTTP_MSG:
+            answer.append(data.body_bytes)
+            conn.close()
+
+    with Manager() as mgr:
+        conn = mgr.connect(https + "/", handler, http=True)
+        while not conn.is_closed:
+            mgr.poll(20)
+    assert len(answer) == 1 and answer[0]
+
+
+def test_a_connect_handler_without_tls_init_fails_the_connection(https: str) -> None:
     seen: list[Any] = []
 
     def handler(conn: Connection, ev: int, data: Any) -> None:
@@ -562,5 +580,38 @@ def test_tls_init_from_the_connect_handler_is_too_late_and_says_so(https: str,
         conn = mgr.connect(https + "/", handler)
         while not conn.is_closed:
             mgr.poll(20)
-    assert len(seen) == 2 and seen[1] == "close"
-    assert "no TLS options" in seen[0] and "right after it" in seen[0]
+    assert len(seen) == 3 and seen[0] == "connect" and seen[2] == "close"
+    assert "no TLS options" in seen[1] and "MG_EV_CONNECT handler" in seen[1]
+
+
+def test_tls_init_from_the_accept_handler(certs: Certs) -> None:
+    # cymongoose's README way: listen("https://...") without options, then tls_init on
+    # each accepted connection in MG_EV_ACCEPT.
+    def handler(conn: Connection, ev: int, data: Any) -> None:
+        if ev == MG_EV_ACCEPT:
+            conn.tls_init(certs.server_opts())
+        elif ev == MG_EV_HTTP_MSG:
+            conn.reply(200, "accepted over TLS")
+
+    with serving(handler, "https://127.0.0.1:0") as server:
+        response = https_get(f"https://127.0.0.1:{server.port}/", verify=str(certs.ca),
+                             timeout=TIMEOUT)
+        assert response.text == "accepted over TLS"
+
+
+def test_an_accept_handler_without_tls_init_refuses_plain_text(certs: Certs) -> None:
+    errors: list[str] = []
+
+    def handler(conn: Connection, ev: int, data: Any) -> None:
+        if ev == MG_EV_ERROR:
+            errors.append(data)
+        elif ev == MG_EV_HTTP_MSG:
+            conn.reply(200, "plain text")
+
+    events = (MG_EV_ACCEPT, MG_EV_ERROR, MG_EV_HTTP_MSG)
+    with serving(handler, "https://127.0.0.1:0", events=events) as server, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        # closed, never answered in plain text
+        assert read_until_closed(sock, reset_is_close=True) == b""
+    assert any("MG_EV_ACCEPT handler did not call conn.tls_init" in e for e in errors)
