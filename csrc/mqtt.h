@@ -25,5 +25,10 @@ struct mg_connection *pymg_mqtt_listen(struct pymg_manager *m, const char *url,
                                        uint32_t timeout_ms, int *err);
 /* 4 or 5 for an MQTT connection (a broker-side one says 4 until its CONNECT), 0 otherwise. */
 int pymg_mqtt_version(struct mg_connection *c);
+/* A broker-side connection whose handler acknowledges each PUBLISH itself (PUBACK or
+ * PUBREC, after it has dealt with the message) and resolves MQTT 5 topic aliases (an
+ * empty topic passes); keepalive_s >= 0 replaces the client's keepalive (Server Keep
+ * Alive). Does nothing to other connections. */
+void pymg_mqtt_broker_acks(struct mg_connection *c, int keepalive_s);
 /* Text for a CONNACK return code (MQTT 3.1.1) or reason code (MQTT 5). */
 const char *pymg_mqtt_connack_reason(int code, int version);

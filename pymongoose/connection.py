@@ -244,6 +244,11 @@ class Connection:
         return self._id
 
     @property
+    def manager(self) -> Manager:
+        """The Manager this connection belongs to."""
+        return self._manager
+
+    @property
     def handler(self) -> Optional[EventHandler]:
         """The handler that receives this connection's events."""
         return self._handler

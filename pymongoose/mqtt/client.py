@@ -293,3 +293,9 @@ def version(conn: Connection) -> int:
     """What ``Connection.mqtt_version`` says (see there)."""
     c = conn._c
     return 0 if c is None else int(lib.pymg_mqtt_version(c))
+
+
+def broker_acks(conn: Connection, keepalive: int) -> None:
+    """Make ``conn`` (broker side) leave PUBLISH acknowledgements and topic aliases to its
+    handler; ``keepalive`` >= 0 replaces the client's keepalive (seconds)."""
+    lib.pymg_mqtt_broker_acks(_mqtt_conn(conn), keepalive)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 from .constants import MQTT_CMD_CONNECT, MQTT_CMD_SUBSCRIBE, MQTT_CMD_UNSUBSCRIBE
 from .topics import _check_qos, check_topic_filter, check_topic_name
+from .wire import decode_properties
 
-__all__ = ["MqttConnect", "parse_connect", "parse_subscribe", "parse_unsubscribe"]
+__all__ = ["MqttConnect", "parse_connect", "parse_subscribe", "parse_subscribe_options",
+           "parse_unsubscribe"]
 
 
 class _Reader:
@@ -73,6 +75,10 @@ class _Reader:
     def skip_properties(self) -> None:
         self.take(self.varint())
 
+    def properties(self) -> list[tuple[int, Any]]:
+        props, self.pos = decode_properties(self.data, self.pos)
+        return props
+
     @property
     def done(self) -> bool:
         return self.pos == len(self.data)
@@ -92,6 +98,9 @@ class MqttConnect:
     will_message: bytes = b""
     will_qos: int = 0
     will_retain: bool = False
+    #: MQTT 5: the CONNECT's and the will's properties, ``(MQTT_PROP_*, value)`` pairs.
+    properties: list[tuple[int, Any]] = field(default_factory=list)
+    will_properties: list[tuple[int, Any]] = field(default_factory=list)
 
 
 def parse_connect(packet: bytes) -> MqttConnect:
@@ -108,12 +117,11 @@ def parse_connect(packet: bytes) -> MqttConnect:
     if flags & 0x01:
         raise ValueError("CONNECT: reserved flag set")
     keepalive = r.u16()
-    if level == 5:
-        r.skip_properties()
-    info = MqttConnect(level, r.text(), bool(flags & 0x02), keepalive)
+    props = r.properties() if level == 5 else []
+    info = MqttConnect(level, r.text(), bool(flags & 0x02), keepalive, properties=props)
     if flags & 0x04:
         if level == 5:
-            r.skip_properties()
+            info.will_properties = r.properties()
         info.will_topic = r.text()
         check_topic_name(info.will_topic, "CONNECT: will topic")
         info.will_message = r.binary()
@@ -145,18 +153,32 @@ def _read_filter_prelude(packet: bytes, cmd: int, what: str,
 
 def parse_subscribe(packet: bytes, version: int = 4) -> tuple[int, list[tuple[str, int]]]:
     """Parse a SUBSCRIBE: ``(packet_id, [(filter, qos), ...])``; ValueError if malformed."""
-    r, packet_id = _read_filter_prelude(packet, MQTT_CMD_SUBSCRIBE, "a SUBSCRIBE", version)
+    packet_id, filters, _props = parse_subscribe_options(packet, version)
+    return packet_id, [(topic, options & 3) for topic, options in filters]
+
+
+def parse_subscribe_options(packet: bytes, version: int = 4) -> tuple[
+        int, list[tuple[str, int]], list[tuple[int, Any]]]:
+    """Parse a SUBSCRIBE with everything MQTT 5 adds: ``(packet_id, [(filter, options
+    byte), ...], properties)``. The options byte holds the QoS (bits 0-1), No Local (2),
+    Retain As Published (3) and Retain Handling (4-5). ValueError if malformed."""
+    r = _Reader(packet)
+    if packet[0] >> 4 != MQTT_CMD_SUBSCRIBE:
+        raise ValueError("not a SUBSCRIBE packet")
+    packet_id = r.u16()
+    props = r.properties() if version == 5 else []
     filters = []
     while not r.done:
         topic = r.text()
         check_topic_filter(topic, "SUBSCRIBE filter")
         options = r.u8()
-        if options & (0xC0 if version == 5 else 0xFC):
+        if options & (0xC0 if version == 5 else 0xFC) or (options >> 4) & 3 == 3:
             raise ValueError("SUBSCRIBE: reserved option bits set")
-        filters.append((topic, _check_qos(options & 3, "SUBSCRIBE QoS")))
+        _check_qos(options & 3, "SUBSCRIBE QoS")
+        filters.append((topic, options))
     if not filters:
         raise ValueError("SUBSCRIBE without a topic filter")
-    return packet_id, filters
+    return packet_id, filters, props
 
 
 def parse_unsubscribe(packet: bytes, version: int = 4) -> tuple[int, list[str]]:
