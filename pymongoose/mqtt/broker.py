@@ -121,6 +121,8 @@ class MqttBroker:
     session and counted in :attr:`dropped`), ``max_inflight`` (unacknowledged QoS 1/2
     messages per client; further ones wait in the queue), ``max_retained``.
     ``persist="path"`` keeps retained messages and sessions in SQLite across restarts.
+    ``max_keepalive`` (MQTT 5): a client asking for a longer keepalive, or none, gets
+    this one as Server Keep Alive; ``topic_alias_maximum``: aliases a client may use.
     """
 
     #: The events it needs: ``mqtt_listen(url, broker, events=MqttBroker.EVENTS)`` keeps
@@ -130,7 +132,7 @@ class MqttBroker:
     def __init__(self, *, retain: bool = True, max_sessions: int = 10_000,
                  max_queued_messages: int = 1000, max_queued_bytes: int = 1 << 20,
                  max_inflight: int = 20, max_retained: int = 10_000,
-                 topic_alias_maximum: int = 10, server_keepalive: Optional[int] = None,
+                 topic_alias_maximum: int = 10, max_keepalive: Optional[int] = None,
                  max_session_expiry: Optional[int] = None,
                  persist: Optional[str] = None) -> None:
         for name, value, low, high in (
@@ -140,7 +142,7 @@ class MqttBroker:
                 ("max_inflight", max_inflight, 1, 65535),
                 ("max_retained", max_retained, 0, 1 << 31),
                 ("topic_alias_maximum", topic_alias_maximum, 0, 65535),
-                ("server_keepalive", 0 if server_keepalive is None else server_keepalive,
+                ("max_keepalive", 0 if max_keepalive is None else max_keepalive,
                  0, 65535),
                 ("max_session_expiry", 0 if max_session_expiry is None else max_session_expiry,
                  0, NEVER)):
@@ -155,7 +157,7 @@ class MqttBroker:
         self.max_inflight = max_inflight
         self.max_retained = max_retained
         self.topic_alias_maximum = topic_alias_maximum
-        self.server_keepalive = server_keepalive
+        self.max_keepalive = max_keepalive
         self.max_session_expiry = max_session_expiry
         #: Messages not delivered to a session because its queue was full.
         self.dropped = 0
@@ -314,7 +316,11 @@ class MqttBroker:
             conn.send(wire.connack(False, code, info.version, reason))
             conn.drain()
             return
-        broker_acks(conn, -1 if self.server_keepalive is None else self.server_keepalive)
+        keepalive = -1  # the client's
+        if v5 and self.max_keepalive is not None and (
+                info.keepalive == 0 or info.keepalive > self.max_keepalive):
+            keepalive = self.max_keepalive
+        broker_acks(conn, keepalive)
         self._ensure_timer(conn)
         if existing is not None and existing.conn is not None:
             self._take_over(existing, resumed=not info.clean_session)
@@ -357,8 +363,8 @@ class MqttBroker:
                 ack_props.append((MQTT_PROP_TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum))
             if granted_expiry != expiry:
                 ack_props.append((MQTT_PROP_SESSION_EXPIRY_INTERVAL, granted_expiry))
-            if self.server_keepalive is not None:
-                ack_props.append((MQTT_PROP_SERVER_KEEP_ALIVE, self.server_keepalive))
+            if keepalive >= 0:
+                ack_props.append((MQTT_PROP_SERVER_KEEP_ALIVE, keepalive))
         conn.send(wire.connack(present, 0, info.version, ack_props))
         if present:
             self._resend(session)
