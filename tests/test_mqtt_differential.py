@@ -11,6 +11,8 @@ packets in order, so what it had to send before the PINGRESP has arrived by then
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -497,6 +499,77 @@ def test_v5_reason_codes(tmp_path: Path) -> None:
         return unsub, no_match
 
     assert both(tmp_path, script) == (b"\x11", 0x10)
+
+
+def test_v5_unsupported_authentication_method_is_refused(tmp_path: Path) -> None:
+    def script(t: Target) -> Any:
+        c = RawMqtt(t.port, "auth", version=5, props=[(0x15, "SCRAM-SHA-1")],
+                    expect_refusal=True)
+        code = c.connack.reason
+        rest = c.closed_by_broker()
+        return code, rest
+
+    assert both(tmp_path, script) == (0x8C, [])
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_paho_clients_resume_their_session(tmp_path: Path, version: int) -> None:
+    """The same with paho-mqtt, as applications use it: a persistent subscriber goes
+    away, messages published meanwhile arrive once it is back."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    def client(port: int, client_id: str, persistent: bool) -> tuple[Any, dict[str, Any]]:
+        state: dict[str, Any] = {"messages": [], "connected": threading.Event(),
+                                 "subscribed": threading.Event()}
+        if version == 5:
+            c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+                            protocol=paho.MQTTv5)
+        else:
+            c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+                            protocol=paho.MQTTv311, clean_session=not persistent)
+
+        def on_connect(cl: Any, ud: Any, flags: Any, reason: Any, props: Any) -> None:
+            state["present"] = bool(flags.session_present)
+            state["connected"].set()
+
+        c.on_connect = on_connect
+        c.on_subscribe = lambda *a: state["subscribed"].set()
+        c.on_message = lambda cl, ud, m: state["messages"].append((m.topic, m.payload, m.qos))
+        if version == 5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 300 if persistent else 0
+            c.connect("127.0.0.1", port, clean_start=not persistent, properties=props)
+        else:
+            c.connect("127.0.0.1", port)
+        c.loop_start()
+        assert state["connected"].wait(10)
+        return c, state
+
+    def stop(c: Any) -> None:
+        c.disconnect()
+        with contextlib.suppress(AttributeError):  # see mqtt_helpers.Paho.close
+            c.loop_stop()
+
+    def script(t: Target) -> Any:
+        sub, s1 = client(t.port, "paho-sub", True)
+        sub.subscribe("paho/#", 1)
+        assert s1["subscribed"].wait(10)
+        stop(sub)
+        pub, _ = client(t.port, "paho-pub", False)
+        for n in range(3):
+            pub.publish(f"paho/{n}", f"m{n}".encode(), 1).wait_for_publish(10)
+        stop(pub)
+        sub, s2 = client(t.port, "paho-sub", True)
+        deadline = time.monotonic() + 10
+        while len(s2["messages"]) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)  # paho delivers on its own thread
+        stop(sub)
+        return s1["present"], s2["present"], s2["messages"]
+
+    assert both(tmp_path, script) == (False, True, [(f"paho/{n}", f"m{n}".encode(), 1)
+                                                    for n in range(3)])
 
 
 def test_v5_server_keep_alive(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from .constants import (
     MQTT_CMD_SUBSCRIBE,
     MQTT_CMD_UNSUBSCRIBE,
     MQTT_PROP_ASSIGNED_CLIENT_IDENTIFIER,
+    MQTT_PROP_AUTHENTICATION_METHOD,
     MQTT_PROP_MAXIMUM_PACKET_SIZE,
     MQTT_PROP_MESSAGE_EXPIRY_INTERVAL,
     MQTT_PROP_REASON_STRING,
@@ -60,6 +61,7 @@ _NO_SUBSCRIPTION_EXISTED = 0x11
 _MALFORMED = 0x81
 _PROTOCOL_ERROR = 0x82
 _SERVER_UNAVAILABLE_V4 = 3
+_BAD_AUTHENTICATION_METHOD = 0x8C
 _SESSION_TAKEN_OVER = 0x8E
 _TOPIC_FILTER_INVALID = 0x8F
 _TOPIC_ALIAS_INVALID = 0x94
@@ -320,6 +322,10 @@ class MqttBroker:
         if v5 and self.max_keepalive is not None and (
                 info.keepalive == 0 or info.keepalive > self.max_keepalive):
             keepalive = self.max_keepalive
+        if v5 and MQTT_PROP_AUTHENTICATION_METHOD in props:  # no enhanced auth here
+            conn.send(wire.connack(False, _BAD_AUTHENTICATION_METHOD, 5))
+            conn.drain()
+            return
         broker_acks(conn, keepalive)
         self._ensure_timer(conn)
         if existing is not None and existing.conn is not None:
