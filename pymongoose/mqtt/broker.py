@@ -196,19 +196,9 @@ class MqttBroker:
         return [s.client_id for s in self._conns.values()]
 
     @property
-    def sessions(self) -> list[str]:
-        """The client ids of every session, connected or not."""
-        return list(self._sessions)
-
-    @property
     def retained(self) -> dict[str, bytes]:
         """The retained messages, by topic."""
         return {topic: m.payload for topic, m in self._retained.items()}
-
-    def queued(self, client_id: str) -> int:
-        """How many messages wait for ``client_id``: queued plus sent but unacknowledged."""
-        session = self._sessions.get(client_id)
-        return 0 if session is None else len(session.queue) + len(session.inflight)
 
     def close(self) -> None:
         """Stop the broker's timer and close its store (persisted state stays on disk)."""
@@ -471,11 +461,10 @@ class MqttBroker:
 
     def _ensure_timer(self, conn: Connection) -> None:
         if self._timer is None or not self._timer.active:
-            self._timer = conn.manager.timer_add(1000, self.tick, repeat=True)
+            self._timer = conn.manager.timer_add(1000, self._tick, repeat=True)
 
-    def tick(self) -> None:
-        """Publish delayed wills that are due and end expired sessions (the broker's
-        timer calls it every second)."""
+    def _tick(self) -> None:
+        """Publish delayed wills that are due and end expired sessions (every second)."""
         now = time.monotonic()
         for session in list(self._sessions.values()):
             if session.conn is not None:

@@ -10,8 +10,7 @@ from .constants import MQTT_CMD_CONNECT, MQTT_CMD_SUBSCRIBE, MQTT_CMD_UNSUBSCRIB
 from .topics import _check_qos, check_topic_filter, check_topic_name
 from .wire import decode_properties
 
-__all__ = ["MqttConnect", "parse_connect", "parse_subscribe", "parse_subscribe_options",
-           "parse_unsubscribe"]
+__all__ = ["MqttConnect", "parse_connect", "parse_subscribe", "parse_unsubscribe"]
 
 
 class _Reader:
