@@ -356,6 +356,17 @@ void pymg_mqtt_broker_acks(struct mg_connection *c, int keepalive_s) {
   if (keepalive_s >= 0) st->idle_ms = (uint64_t) keepalive_s * 1500;
 }
 
+size_t pymg_send_many(struct mg_connection **cs, size_t n, const void *buf, size_t len) {
+  size_t i, failed = 0;
+  for (i = 0; i < n; i++) {
+    if (!mg_send(cs[i], buf, len)) {
+      mg_error(cs[i], "OOM");
+      failed++;
+    }
+  }
+  return failed;
+}
+
 static struct mqtt_state *state_new(int role, uint32_t max_packet) {
   struct mqtt_state *st = (struct mqtt_state *) calloc(1, sizeof(*st));
   if (st != NULL) {

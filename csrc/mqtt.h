@@ -30,5 +30,8 @@ int pymg_mqtt_version(struct mg_connection *c);
  * empty topic passes); keepalive_s >= 0 replaces the client's keepalive (Server Keep
  * Alive). Does nothing to other connections. */
 void pymg_mqtt_broker_acks(struct mg_connection *c, int keepalive_s);
+/* The same bytes queued on n connections (a broker's fan-out); a connection whose
+ * buffer cannot grow gets MG_EV_ERROR and closes. Returns how many failed. */
+size_t pymg_send_many(struct mg_connection **cs, size_t n, const void *buf, size_t len);
 /* Text for a CONNACK return code (MQTT 3.1.1) or reason code (MQTT 5). */
 const char *pymg_mqtt_connack_reason(int code, int version);

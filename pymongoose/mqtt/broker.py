@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ..constants import MG_EV_CLOSE, MG_EV_MQTT_CMD
 from . import wire
-from .client import broker_acks
+from .client import broker_acks, send_many
 from .constants import (
     _PROP_TYPES,
     MQTT_CMD_CONNECT,
@@ -69,6 +69,8 @@ _QUOTA_EXCEEDED = 0x97
 _DISCONNECT_WITH_WILL = 0x04
 
 _Route = tuple[Session, int, bool, tuple[int, ...], bool]  # session, qos, RAP, ids, no local
+_Routes = tuple[dict[tuple[int, bool], list[tuple[Session, int]]], list[_Route],
+                list[tuple[str, str]]]
 
 
 def _forwardable(properties: list[dict[str, Any]]) -> tuple[list[tuple[int, Any]],
@@ -171,7 +173,7 @@ class MqttBroker:
         self._shared_next: dict[tuple[str, str], int] = {}
         # Who gets a topic: worked out once per topic, forgotten whenever a session or a
         # subscription changes. Bounded: topics may be countless.
-        self._routes: dict[str, tuple[list[_Route], list[tuple[str, str]]]] = {}
+        self._routes: dict[str, _Routes] = {}
         self._timer: Optional[Timer] = None
         self._store: Optional[Store] = None
         if persist is not None:
@@ -612,48 +614,46 @@ class MqttBroker:
         """Retain ``message`` if it says so and send it to every matching session."""
         if message.retain and self._retain:
             self._keep_retained(message)
-        routes = self._routes.get(message.topic)
-        if routes is None:
-            routes = self._route(message.topic)
-        direct, groups = routes
+        route = self._routes.get(message.topic)
+        if route is None:
+            route = self._route(message.topic)
+        plain, special, groups = route
         delivered = 0
         qos = message.qos
-        packets: dict[tuple[int, bool], bytes] = {}
-        for session, granted, rap, sub_ids, no_local in direct:
+        for (version, rap), members in plain.items():
+            delivered += len(members)
+            retain = rap and message.retain
+            if qos == 0 and message.expires_at is None:
+                # The common case: one packet, queued on every connection in one C call.
+                conns = [s.conn for s, _granted in members if s.conn is not None]
+                if conns:
+                    topic_field, rest = message.parts(version)
+                    send_many(conns, wire.publish(0, retain, False, 0, topic_field, rest))
+                continue
+            for session, granted in members:
+                self._send(session, message, granted if granted < qos else qos, retain, ())
+        for session, granted, rap, sub_ids, no_local in special:
             if no_local and session is publisher:
                 found = self._route_session(session, message.topic, skip_no_local=True)
                 if found is None:
                     continue
                 granted, rap, sub_ids = found
-            out_qos = granted if granted < qos else qos
-            retain = rap and message.retain
             delivered += 1
-            if out_qos == 0 and not sub_ids and message.expires_at is None:
-                conn = session.conn  # the common case: one packet for all alike
-                if conn is None or conn.is_closing:
-                    continue
-                key = (session.version, retain)
-                data = packets.get(key)
-                if data is None:
-                    topic_field, rest = message.parts(session.version)
-                    data = packets[key] = wire.publish(0, retain, False, 0, topic_field, rest)
-                if not session.max_packet or len(data) <= session.max_packet:
-                    conn.send(data)
-                continue
-            self._send(session, message, out_qos, retain, sub_ids)
+            self._send(session, message, granted if granted < qos else qos,
+                       rap and message.retain, sub_ids)
         for group_key in groups:
-            members = self._shared.get(group_key)
-            if not members:
+            members_ = self._shared.get(group_key)
+            if not members_:
                 continue
             start = self._shared_next.get(group_key, 0)
-            chosen = members[start % len(members)]
-            for step in range(len(members)):  # the next member connected, if any
-                candidate = members[(start + step) % len(members)]
+            chosen = members_[start % len(members_)]
+            for step in range(len(members_)):  # the next member connected, if any
+                candidate = members_[(start + step) % len(members_)]
                 if candidate.conn is not None:
                     chosen = candidate
                     start += step
                     break
-            self._shared_next[group_key] = (start + 1) % len(members)
+            self._shared_next[group_key] = (start + 1) % len(members_)
             sub = chosen.subscriptions.get(f"$share/{group_key[0]}/{group_key[1]}")
             if sub is None:
                 continue
@@ -663,19 +663,27 @@ class MqttBroker:
                        (sub.identifier,) if sub.identifier else ())
         return delivered
 
-    def _route(self, topic: str) -> tuple[list[_Route], list[tuple[str, str]]]:
-        direct: list[_Route] = []
+    def _route(self, topic: str) -> _Routes:
+        """Who gets messages on ``topic``: sessions with nothing per copy, by (MQTT
+        version, retain as published); the others one by one; shared groups."""
+        plain: dict[tuple[int, bool], list[tuple[Session, int]]] = {}
+        special: list[_Route] = []
         for session in self._sessions.values():
             found = self._route_session(session, topic, skip_no_local=False)
-            if found is not None:
-                no_local = any(s.no_local for s in session.subscriptions.values()
-                               if s.group is None and topic_matches(s.topic_filter, topic))
-                direct.append((session, found[0], found[1], found[2], no_local))
+            if found is None:
+                continue
+            granted, rap, sub_ids = found
+            no_local = any(s.no_local for s in session.subscriptions.values()
+                           if s.group is None and topic_matches(s.topic_filter, topic))
+            if sub_ids or no_local or session.max_packet:
+                special.append((session, granted, rap, sub_ids, no_local))
+            else:
+                plain.setdefault((session.version, rap), []).append((session, granted))
         groups = [key for key in self._shared if topic_matches(key[1], topic)]
         if len(self._routes) >= 4096:
             self._routes.clear()
-        self._routes[topic] = (direct, groups)
-        return direct, groups
+        self._routes[topic] = (plain, special, groups)
+        return plain, special, groups
 
     @staticmethod
     def _route_session(session: Session, topic: str, *, skip_no_local: bool
@@ -713,7 +721,7 @@ class MqttBroker:
         """One message to one session: sent now, queued (QoS 1 and 2) or dropped."""
         if qos == 0:
             conn = session.conn
-            if conn is None or conn.is_closing or message.expired(time.time()):
+            if conn is None or message.expired(time.time()):
                 return  # QoS 0 is not queued for an offline client
             topic_field, rest = message.parts(session.version, sub_ids)
             data = wire.publish(0, retain, False, 0, topic_field, rest)

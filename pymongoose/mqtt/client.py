@@ -299,3 +299,12 @@ def broker_acks(conn: Connection, keepalive: int) -> None:
     """Make ``conn`` (broker side) leave PUBLISH acknowledgements and topic aliases to its
     handler; ``keepalive`` >= 0 replaces the client's keepalive (seconds)."""
     lib.pymg_mqtt_broker_acks(_mqtt_conn(conn), keepalive)
+
+
+def send_many(conns: list[Connection], data: bytes) -> None:
+    """Queue ``data`` on every connection in ``conns`` with one C call (a broker's
+    fan-out of one packet). Connections already closed are skipped."""
+    cs = [c for c in (conn._c for conn in conns) if c is not None]
+    if cs:
+        lib.pymg_send_many(ffi.new("struct mg_connection *[]", cs), len(cs), data, len(data))
+        conns[0]._work_queued()
