@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from typing import Any
 
 from . import wire
 from .sessions import NEVER, Message, Outgoing, Session, Subscription
@@ -47,25 +48,37 @@ class Store:
     def __init__(self, path: str, *, durable: bool = False) -> None:
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._db.execute("PRAGMA journal_mode=WAL").close()
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}").close()
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise OSError(f"MqttBroker(persist={path!r}): cannot use it as an SQLite "
                           f"store: {exc}") from exc
         self._in_tx = False
 
-    def _exec(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Cursor:
+    def _exec(self, sql: str, args: tuple[object, ...] = ()) -> int:
+        """Run one write in the open transaction (opened if need be): its last row id."""
         if not self._in_tx:
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN").close()
             self._in_tx = True
-        return self._db.execute(sql, args)
+        cursor = self._db.execute(sql, args)
+        row = cursor.lastrowid
+        # Closed now: on PyPy a cursor left to the GC keeps its statement busy, and
+        # COMMIT refuses to run while one is.
+        cursor.close()
+        return int(row or 0)
+
+    def _rows(self, sql: str) -> list[tuple[Any, ...]]:
+        cursor = self._db.execute(sql)
+        rows = cursor.fetchall()
+        cursor.close()
+        return rows
 
     def commit(self) -> None:
         """Make everything written since the last commit durable."""
         if self._in_tx:
+            self._db.execute("COMMIT").close()
             self._in_tx = False
-            self._db.execute("COMMIT")
 
     def close(self) -> None:
         """Commit and close the file."""
@@ -79,13 +92,13 @@ class Store:
         the retained messages that were stored."""
         now = time.time()
         retained = []
-        for topic, payload, qos, props, expires_at in self._db.execute(
+        for topic, payload, qos, props, expires_at in self._rows(
                 "SELECT topic, payload, qos, props, expires_at FROM retained"):
             if expires_at is None or expires_at > now:
                 retained.append(Message(topic, payload, qos, True, _props_from(props),
                                         expires_at))
         sessions = {}
-        for client_id, version, expiry, subs, awaiting, next_id in self._db.execute(
+        for client_id, version, expiry, subs, awaiting, next_id in self._rows(
                 "SELECT client_id, version, expiry, subscriptions, awaiting_rel, next_id "
                 "FROM sessions"):
             session = Session(client_id, version, expiry)
@@ -102,7 +115,7 @@ class Store:
                 session.expires_at = time.monotonic() + expiry
             sessions[client_id] = session
         for (row, client_id, packet_id, qos, retain, released, topic, payload, props,
-             expires_at, sub_ids) in self._db.execute(
+             expires_at, sub_ids) in self._rows(
                 "SELECT row, client_id, packet_id, qos, retain, released, topic, payload, "
                 "props, expires_at, sub_ids FROM messages ORDER BY row"):
             owner = sessions.get(client_id)
@@ -144,12 +157,11 @@ class Store:
         if session.expiry == 0:
             return
         m = out.message
-        cursor = self._exec(
+        out.row = self._exec(
             "INSERT INTO messages (client_id, packet_id, qos, retain, released, topic, "
             "payload, props, expires_at, sub_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (session.client_id, out.packet_id, out.qos, int(out.retain), int(out.released),
              m.topic, m.payload, _props_blob(m), m.expires_at, json.dumps(list(out.sub_ids))))
-        out.row = int(cursor.lastrowid or 0)
 
     def sent(self, session: Session, out: Outgoing) -> None:
         """``out`` got its packet id and went out."""
