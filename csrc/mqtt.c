@@ -20,7 +20,7 @@ struct mqtt_state {
   uint64_t waiting_since; /* broker side: when that wait began, 0 when not waiting */
   uint64_t idle_ms;       /* broker side: 1.5 x keepalive; client: keepalive (0: none) */
   uint64_t last_io;       /* broker side: last packet read; client: last write */
-  int broker_acks;        /* broker side: Python acknowledges PUBLISH, takes topic aliases */
+  int broker_mode;        /* broker side: the handler resolves topic aliases (empty topics) */
 };
 
 static void mqtt_proto(struct mg_connection *c, int ev, void *ev_data);
@@ -162,7 +162,7 @@ static int check_from_client(struct mg_connection *c, struct mqtt_state *st, con
         mg_error(c, "MQTT: truncated PUBLISH");
         return 0;
       }
-      if (tlen == 0 && !(c->is_mqtt5 && st->broker_acks)) { /* else a topic alias */
+      if (tlen == 0 && !(c->is_mqtt5 && st->broker_mode)) { /* else a topic alias */
         mg_error(c, "MQTT: PUBLISH with an empty topic");
         return 0;
       }
@@ -242,7 +242,7 @@ static void handle_packet(struct mg_connection *c, struct mqtt_state *st, const 
       break;
     case MQTT_CMD_PUBLISH:
       /* A two-byte acknowledgement means success in MQTT 3.1.1 and 5 alike. */
-      if (mm.qos > 0 && !st->broker_acks) {
+      if (mm.qos > 0) {
         send_id_packet(c, mm.qos == 2 ? MQTT_CMD_PUBREC : MQTT_CMD_PUBACK, 0, mm.id);
       }
       mg_call(c, MG_EV_MQTT_MSG, &mm);
@@ -349,10 +349,10 @@ static void mqtt_proto(struct mg_connection *c, int ev, void *ev_data) {
   }
 }
 
-void pymg_mqtt_broker_acks(struct mg_connection *c, int keepalive_s) {
+void pymg_mqtt_broker_mode(struct mg_connection *c, int keepalive_s) {
   struct mqtt_state *st = (struct mqtt_state *) c->pfn_data;
   if (c->pfn != mqtt_proto || st == NULL || st->role != ROLE_BROKER_SIDE) return;
-  st->broker_acks = 1;
+  st->broker_mode = 1;
   if (keepalive_s >= 0) st->idle_ms = (uint64_t) keepalive_s * 1500;
 }
 

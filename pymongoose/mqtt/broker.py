@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ..constants import MG_EV_CLOSE, MG_EV_MQTT_CMD
 from . import wire
-from .client import broker_acks, send_many
+from .client import broker_mode, send_many
 from .constants import (
     _PROP_TYPES,
     MQTT_CMD_CONNECT,
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 __all__ = ["MqttBroker"]
 
 # MQTT 5 reason codes the broker sends (spec 2.4).
-_NO_MATCHING_SUBSCRIBERS = 0x10
 _NO_SUBSCRIPTION_EXISTED = 0x11
 _MALFORMED = 0x81
 _PROTOCOL_ERROR = 0x82
@@ -318,7 +317,7 @@ class MqttBroker:
             conn.send(wire.connack(False, _BAD_AUTHENTICATION_METHOD, 5))
             conn.drain()
             return
-        broker_acks(conn, keepalive)
+        broker_mode(conn, keepalive)
         self._ensure_timer(conn)
         if existing is not None and existing.conn is not None:
             self._take_over(existing, resumed=not info.clean_session)
@@ -578,18 +577,13 @@ class MqttBroker:
                 raise _Refused(_PROTOCOL_ERROR, "PUBLISH without a topic or topic alias")
         if qos == 2:
             if packet_id in session.awaiting_rel:  # a resent PUBLISH: delivered already
-                conn.send(wire.ack(MQTT_CMD_PUBREC, packet_id))
-                return
+                return  # (C has answered PUBREC again)
             session.awaiting_rel.add(packet_id)
-        retain = msg.retain
-        delivered = self._dispatch(Message(topic, msg.data, qos, retain, props, expires_at),
-                                   session)
-        if qos:
-            if self._store is not None and qos == 2:
-                self._store.save_session(session)
-            reason = _NO_MATCHING_SUBSCRIBERS if not delivered and session.version == 5 else 0
-            conn.send(wire.ack(MQTT_CMD_PUBREC if qos == 2 else MQTT_CMD_PUBACK, packet_id,
-                               reason, session.version))
+        self._dispatch(Message(topic, msg.data, qos, msg.retain, props, expires_at), session)
+        if qos == 2 and self._store is not None:
+            self._store.save_session(session)
+        # C has queued PUBACK/PUBREC already; the poll writes it after this handler
+        # returns, so after the store's commit.
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, *,
                 properties: MqttProperties = ()) -> int:

@@ -295,10 +295,10 @@ def version(conn: Connection) -> int:
     return 0 if c is None else int(lib.pymg_mqtt_version(c))
 
 
-def broker_acks(conn: Connection, keepalive: int) -> None:
-    """Make ``conn`` (broker side) leave PUBLISH acknowledgements and topic aliases to its
-    handler; ``keepalive`` >= 0 replaces the client's keepalive (seconds)."""
-    lib.pymg_mqtt_broker_acks(_mqtt_conn(conn), keepalive)
+def broker_mode(conn: Connection, keepalive: int) -> None:
+    """Let ``conn`` (broker side) pass MQTT 5 PUBLISH with an empty topic (a topic alias)
+    to its handler; ``keepalive`` >= 0 replaces the client's keepalive (seconds)."""
+    lib.pymg_mqtt_broker_mode(_mqtt_conn(conn), keepalive)
 
 
 def send_many(conns: list[Connection], data: bytes) -> None:
