@@ -20,6 +20,7 @@ struct mqtt_state {
   uint64_t waiting_since; /* broker side: when that wait began, 0 when not waiting */
   uint64_t idle_ms;       /* broker side: 1.5 x keepalive; client: keepalive (0: none) */
   uint64_t last_io;       /* broker side: last packet read; client: last write */
+  int broker_mode;        /* broker side: the handler resolves topic aliases (empty topics) */
 };
 
 static void mqtt_proto(struct mg_connection *c, int ev, void *ev_data);
@@ -161,7 +162,7 @@ static int check_from_client(struct mg_connection *c, struct mqtt_state *st, con
         mg_error(c, "MQTT: truncated PUBLISH");
         return 0;
       }
-      if (tlen == 0) {
+      if (tlen == 0 && !(c->is_mqtt5 && st->broker_mode)) { /* else a topic alias */
         mg_error(c, "MQTT: PUBLISH with an empty topic");
         return 0;
       }
@@ -226,7 +227,8 @@ static void send_id_packet(struct mg_connection *c, int cmd, int flags, uint16_t
 }
 
 /* One complete packet of n bytes at the head of the receive buffer. */
-static void handle_packet(struct mg_connection *c, const uint8_t *p, size_t n) {
+static void handle_packet(struct mg_connection *c, struct mqtt_state *st, const uint8_t *p,
+                          size_t n) {
   struct mg_mqtt_message mm;
   int cmd = p[0] >> 4;
   if (mg_mqtt_parse(p, n, c->is_mqtt5 ? 5 : 4, &mm) != MQTT_OK ||
@@ -284,7 +286,7 @@ static void on_read(struct mg_connection *c, struct mqtt_state *st) {
       if (!check_from_client(c, st, p, hlen, rlen)) return;
       st->last_io = now;
     }
-    handle_packet(c, p, hlen + rlen);
+    handle_packet(c, st, p, hlen + rlen);
     progressed = 1;
     /* A handler may have consumed the buffer itself: never delete past it. */
     mg_iobuf_del(&c->recv, 0, hlen + rlen < c->recv.len ? hlen + rlen : c->recv.len);
@@ -345,6 +347,24 @@ static void mqtt_proto(struct mg_connection *c, int ev, void *ev_data) {
     free(st);
     c->pfn_data = NULL;
   }
+}
+
+void pymg_mqtt_broker_mode(struct mg_connection *c, int keepalive_s) {
+  struct mqtt_state *st = (struct mqtt_state *) c->pfn_data;
+  if (c->pfn != mqtt_proto || st == NULL || st->role != ROLE_BROKER_SIDE) return;
+  st->broker_mode = 1;
+  if (keepalive_s >= 0) st->idle_ms = (uint64_t) keepalive_s * 1500;
+}
+
+size_t pymg_send_many(struct mg_connection **cs, size_t n, const void *buf, size_t len) {
+  size_t i, failed = 0;
+  for (i = 0; i < n; i++) {
+    if (!mg_send(cs[i], buf, len)) {
+      mg_error(cs[i], "OOM");
+      failed++;
+    }
+  }
+  return failed;
 }
 
 static struct mqtt_state *state_new(int role, uint32_t max_packet) {

@@ -25,5 +25,13 @@ struct mg_connection *pymg_mqtt_listen(struct pymg_manager *m, const char *url,
                                        uint32_t timeout_ms, int *err);
 /* 4 or 5 for an MQTT connection (a broker-side one says 4 until its CONNECT), 0 otherwise. */
 int pymg_mqtt_version(struct mg_connection *c);
+/* A broker-side connection whose handler resolves MQTT 5 topic aliases: a PUBLISH with
+ * an empty topic passes to it. keepalive_s >= 0 replaces the client's keepalive (Server
+ * Keep Alive). Does nothing to other connections. PUBACK/PUBREC stay queued by C before
+ * the handler runs; the poll writes them after it returns. */
+void pymg_mqtt_broker_mode(struct mg_connection *c, int keepalive_s);
+/* The same bytes queued on n connections (a broker's fan-out); a connection whose
+ * buffer cannot grow gets MG_EV_ERROR and closes. Returns how many failed. */
+size_t pymg_send_many(struct mg_connection **cs, size_t n, const void *buf, size_t len);
 /* Text for a CONNACK return code (MQTT 3.1.1) or reason code (MQTT 5). */
 const char *pymg_mqtt_connack_reason(int code, int version);

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from . import _dispatch  # noqa: F401 - registers the C-to-Python entry point
 from . import mqtt as _mqtt
-from . import mqtt_broker as _mqtt_broker
 from .aio import AsyncManager
 from .connection import Connection, EventHandler
 from .constants import (
@@ -62,8 +61,7 @@ from .errors import (
 from .limits import Limits
 from .manager import ALL_EVENTS, Manager
 from .messages import HttpMessage, WsMessage
-from .mqtt import *  # noqa: F403 - MqttMessage, MQTT_* constants, connack_reason
-from .mqtt_broker import *  # noqa: F403 - MqttBroker and the broker-side helpers
+from .mqtt import *  # noqa: F403 - MqttMessage, MQTT_* constants, MqttBroker, ...
 from .rpc import Rpc, RpcReq
 from .timers import Timer
 from .tls import TlsOpts
@@ -185,4 +183,4 @@ __all__ = [
     "url_uri",
     "url_user",
 ]
-__all__ += _mqtt.__all__ + _mqtt_broker.__all__
+__all__ += _mqtt.__all__

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import dns, sntp
-from . import mqtt as _mqtt
 from ._ffi import ffi, lib
 from .constants import (
     WEBSOCKET_OP_BINARY,
@@ -22,6 +21,7 @@ from .constants import (
 )
 from .errors import ConnectionClosedError
 from .messages import HttpMessage
+from .mqtt import client as _mqtt
 from .tls import TlsOpts
 
 if TYPE_CHECKING:
@@ -249,6 +249,11 @@ class Connection:
     def id(self) -> int:
         """Mongoose's connection id: unique within its Manager, never reused."""
         return self._id
+
+    @property
+    def manager(self) -> Manager:
+        """The Manager this connection belongs to."""
+        return self._manager
 
     @property
     def handler(self) -> Optional[EventHandler]:

@@ -17,7 +17,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import _dispatch, dns, sntp
-from . import mqtt as _mqtt
 from ._dispatch import _UNSHARED_REFS, _getrefcount
 from ._ffi import NULL, ffi, lib, mg_str_bytes
 from ._handler_failure import answer_failed_request
@@ -43,6 +42,7 @@ from .errors import ConnectError, ListenError, ManagerClosedError, UnknownScheme
 from .limits import Limits, apply_limits
 from .messages import HttpMessage, WsMessage, _MessageView
 from .mqtt import MQTT_MAX_PACKET_SIZE, MqttMessage, MqttProperties
+from .mqtt import client as _mqtt
 from .timers import Timer, TimerCallback
 from .tls import TlsOpts
 

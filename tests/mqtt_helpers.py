@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -252,14 +252,16 @@ class BrokerServer:
 
 
 @contextlib.contextmanager
-def broker_thread(url: str = "mqtt://127.0.0.1:0",
+def broker_thread(url: str = "mqtt://127.0.0.1:0", broker: Any = None,
                   **listen_kwargs: Any) -> Iterator[BrokerServer]:
-    """``MqttBroker`` on ``url``, polled in a thread until the block ends."""
+    """``broker`` (a new ``MqttBroker()`` by default) on ``url``, polled in a thread
+    until the block ends."""
     from pymongoose import MqttBroker
 
     errors: list[BaseException] = []
     manager = Manager(error_handler=errors.append)
-    broker = MqttBroker()
+    if broker is None:
+        broker = MqttBroker()
     listener = manager.mqtt_listen(url, broker, **listen_kwargs)
     stop = threading.Event()
 
@@ -275,3 +277,364 @@ def broker_thread(url: str = "mqtt://127.0.0.1:0",
         stop.set()
         thread.join(timeout=TIMEOUT)
         manager.close()
+
+
+# -- a raw MQTT client: every packet visible, nothing done behind the test's back -------
+
+_PROP_KINDS = {  # MQTT 5 property id -> wire type: b byte, h two bytes, i four, v varint,
+    0x01: "b", 0x02: "i", 0x03: "s", 0x08: "s", 0x09: "d", 0x0B: "v", 0x11: "i",  # s str,
+    0x12: "s", 0x13: "h", 0x15: "s", 0x16: "d", 0x17: "b", 0x18: "i", 0x19: "b",  # d bytes,
+    0x1A: "s", 0x1C: "s", 0x1F: "s", 0x21: "h", 0x22: "h", 0x23: "h", 0x24: "b",  # p pair
+    0x25: "b", 0x26: "p", 0x27: "i", 0x28: "b", 0x29: "b", 0x2A: "b",
+}
+PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 3, 4, 5, 6, 7
+NAMES = {2: "CONNACK", 3: "PUBLISH", 4: "PUBACK", 5: "PUBREC", 6: "PUBREL", 7: "PUBCOMP",
+         9: "SUBACK", 11: "UNSUBACK", 13: "PINGRESP", 14: "DISCONNECT"}
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _str(raw: bytes) -> bytes:
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def encode_props(props: list[tuple[int, Any]]) -> bytes:
+    """An MQTT 5 property block, its length first."""
+    out = b""
+    for prop_id, value in props:
+        kind = _PROP_KINDS[prop_id]
+        out += _varint(prop_id)
+        if kind == "b":
+            out += bytes([value])
+        elif kind == "h":
+            out += value.to_bytes(2, "big")
+        elif kind == "i":
+            out += value.to_bytes(4, "big")
+        elif kind == "v":
+            out += _varint(value)
+        elif kind == "s":
+            out += _str(value.encode())
+        elif kind == "d":
+            out += _str(value)
+        else:
+            out += _str(value[0].encode()) + _str(value[1].encode())
+    return _varint(len(out)) + out
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def decode_props(data: bytes, pos: int) -> tuple[list[tuple[int, Any]], int]:
+    """The property block at ``data[pos:]`` and the position after it."""
+    length, pos = _read_varint(data, pos)
+    end, props = pos + length, []
+    while pos < end:
+        prop_id, pos = _read_varint(data, pos)
+        kind = _PROP_KINDS[prop_id]
+        value: Any
+        if kind in "bhi":
+            size = {"b": 1, "h": 2, "i": 4}[kind]
+            value, pos = int.from_bytes(data[pos:pos + size], "big"), pos + size
+        elif kind == "v":
+            value, pos = _read_varint(data, pos)
+        else:
+            n = int.from_bytes(data[pos:pos + 2], "big")
+            value, pos = data[pos + 2:pos + 2 + n], pos + 2 + n
+            if kind == "s":
+                value = value.decode()
+            elif kind == "p":
+                m = int.from_bytes(data[pos:pos + 2], "big")
+                value, pos = (value.decode(), data[pos + 2:pos + 2 + m].decode()), pos + 2 + m
+        props.append((prop_id, value))
+    return props, end
+
+
+@dataclass
+class Packet:
+    """A packet the broker sent, decoded as far as the tests need."""
+
+    kind: str
+    flags: int
+    body: bytes
+    version: int
+    packet_id: int = 0
+    topic: str = ""
+    payload: bytes = b""
+    reason: int = 0
+    props: list[tuple[int, Any]] = field(default_factory=list)
+    codes: bytes = b""
+
+    @property
+    def qos(self) -> int:
+        return (self.flags >> 1) & 3
+
+    @property
+    def dup(self) -> bool:
+        return bool(self.flags & 8)
+
+    @property
+    def retain(self) -> bool:
+        return bool(self.flags & 1)
+
+    @property
+    def session_present(self) -> bool:
+        return bool(self.body[0] & 1)
+
+    def prop(self, prop_id: int, default: Any = None) -> Any:
+        return next((v for k, v in self.props if k == prop_id), default)
+
+    def props_all(self, prop_id: int) -> list[Any]:
+        return [v for k, v in self.props if k == prop_id]
+
+
+def _decode(first: int, body: bytes, version: int) -> Packet:
+    cmd = first >> 4
+    p = Packet(NAMES.get(cmd, str(cmd)), first & 15, body, version)
+    v5 = version == 5
+    if cmd == 2:  # CONNACK
+        p.reason = body[1]
+        if v5 and len(body) > 2:
+            p.props = decode_props(body, 2)[0]
+    elif cmd == 3:
+        n = int.from_bytes(body[:2], "big")
+        p.topic = body[2:2 + n].decode()
+        pos = 2 + n
+        if p.qos:
+            p.packet_id, pos = int.from_bytes(body[pos:pos + 2], "big"), pos + 2
+        if v5:
+            p.props, pos = decode_props(body, pos)
+        p.payload = body[pos:]
+    elif cmd in (4, 5, 6, 7):
+        p.packet_id = int.from_bytes(body[:2], "big")
+        p.reason = body[2] if len(body) > 2 else 0
+    elif cmd in (9, 11):
+        p.packet_id = int.from_bytes(body[:2], "big")
+        pos = 2
+        if v5:
+            p.props, pos = decode_props(body, pos)
+        p.codes = body[pos:]
+    elif cmd == 14:
+        p.reason = body[0] if body else 0
+        if len(body) > 1:
+            p.props = decode_props(body, 1)[0]
+    return p
+
+
+class RawMqtt:
+    """A socket speaking MQTT by hand: every packet the broker sends is seen, nothing is
+    acknowledged unless ``auto_ack`` (PUBACK, PUBREC, PUBCOMP) or the test says so."""
+
+    def __init__(self, port: int, client_id: str, *, version: int = 4, clean: bool = True,
+                 props: Optional[list[tuple[int, Any]]] = None, keepalive: int = 60,
+                 will: Optional[tuple[str, bytes, int, bool]] = None,
+                 will_props: Optional[list[tuple[int, Any]]] = None,
+                 auto_ack: bool = True, expect_refusal: bool = False) -> None:
+        self.version = version
+        self.auto_ack = auto_ack
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.buf = b""
+        self.next_id = 1
+        self.closed = False
+        self.released = 0  # PUBREL sent by auto_ack
+        flags = 2 if clean else 0
+        payload = _str(client_id.encode())
+        if will is not None:
+            flags |= 4 | (will[2] << 3) | (0x20 if will[3] else 0)
+            if version == 5:
+                payload += encode_props(will_props or [])
+            payload += _str(will[0].encode()) + _str(will[1])
+        body = _str(b"MQTT") + bytes([version, flags]) + keepalive.to_bytes(2, "big")
+        if version == 5:
+            body += encode_props(props or [])
+        self.send_packet(0x10, body + payload)
+        self.connack = self.read()
+        assert self.connack.kind == "CONNACK", self.connack
+        if not expect_refusal:
+            assert self.connack.reason == 0, f"CONNECT refused: {self.connack}"
+
+    # sending
+    def send_packet(self, first: int, body: bytes) -> None:
+        self.sock.sendall(bytes([first]) + _varint(len(body)) + body)
+
+    def new_id(self) -> int:
+        packet_id = self.next_id
+        self.next_id += 1
+        return packet_id
+
+    def subscribe(self, *filters: tuple[str, int], props: Optional[list[tuple[int, Any]]] = None,
+                  wait: bool = True) -> Optional[Packet]:
+        """Subscribe ``(filter, options byte)`` pairs; returns the SUBACK."""
+        packet_id = self.new_id()
+        body = packet_id.to_bytes(2, "big")
+        if self.version == 5:
+            body += encode_props(props or [])
+        for topic, options in filters:
+            body += _str(topic.encode()) + bytes([options])
+        self.send_packet(0x82, body)
+        return self.expect("SUBACK") if wait else None
+
+    def unsubscribe(self, *filters: str) -> Packet:
+        packet_id = self.new_id()
+        body = packet_id.to_bytes(2, "big") + (b"\0" if self.version == 5 else b"")
+        for topic in filters:
+            body += _str(topic.encode())
+        self.send_packet(0xA2, body)
+        return self.expect("UNSUBACK")
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, *,
+                props: Optional[list[tuple[int, Any]]] = None, packet_id: int = 0,
+                dup: bool = False) -> int:
+        """Send a PUBLISH (no waiting); returns its packet id."""
+        if qos and not packet_id:
+            packet_id = self.new_id()
+        body = _str(topic.encode())
+        if qos:
+            body += packet_id.to_bytes(2, "big")
+        if self.version == 5:
+            body += encode_props(props or [])
+        self.send_packet(0x30 | qos << 1 | (1 if retain else 0) | (8 if dup else 0),
+                         body + payload)
+        return packet_id
+
+    def ack(self, kind: int, packet_id: int) -> None:
+        self.send_packet(kind << 4 | (2 if kind == PUBREL else 0), packet_id.to_bytes(2, "big"))
+
+    def disconnect(self, reason: int = 0, props: Optional[list[tuple[int, Any]]] = None
+                   ) -> None:
+        body = b""
+        if self.version == 5 and (reason or props):
+            body = bytes([reason]) + encode_props(props or [])
+        self.send_packet(0xE0, body)
+        self.drop()
+
+    def drop(self) -> None:
+        """Close the socket without DISCONNECT."""
+        if not self.closed:
+            self.closed = True
+            self.sock.close()
+
+    # receiving
+    def _fill(self) -> bool:
+        try:
+            chunk = self.sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            return False
+        self.buf += chunk
+        return True
+
+    def read(self) -> Packet:
+        """The next packet; AssertionError when the broker closes first."""
+        while True:
+            if len(self.buf) >= 2:
+                length, pos, shift = 0, 1, 0
+                complete = False
+                while pos < len(self.buf):
+                    byte = self.buf[pos]
+                    length |= (byte & 0x7F) << shift
+                    shift += 7
+                    pos += 1
+                    if not byte & 0x80:
+                        complete = True
+                        break
+                if complete and len(self.buf) >= pos + length:
+                    first, body = self.buf[0], self.buf[pos:pos + length]
+                    self.buf = self.buf[pos + length:]
+                    packet = _decode(first, body, self.version)
+                    self._auto(packet)
+                    return packet
+            if not self._fill():
+                raise AssertionError("the broker closed the connection")
+
+    def _auto(self, packet: Packet) -> None:
+        if not self.auto_ack:
+            return
+        if packet.kind == "PUBLISH" and packet.qos == 1:
+            self.ack(PUBACK, packet.packet_id)
+        elif packet.kind == "PUBLISH" and packet.qos == 2:
+            self.ack(PUBREC, packet.packet_id)
+        elif packet.kind == "PUBREL":
+            self.ack(PUBCOMP, packet.packet_id)
+        elif packet.kind == "PUBREC":
+            self.ack(PUBREL, packet.packet_id)
+            self.released += 1
+
+    def expect(self, kind: str) -> Packet:
+        """Read until a packet of ``kind``; fail on a PUBLISH or DISCONNECT meanwhile."""
+        packet = self.read()
+        assert packet.kind == kind, f"expected {kind}, got {packet}"
+        return packet
+
+    def sync(self) -> list[Packet]:
+        """PINGREQ, then everything the broker sent before its PINGRESP: what it had
+        to say about all it handled before the ping. A PUBREL sent meanwhile
+        (auto_ack) takes another round, so QoS 2 publications are complete too."""
+        got = []
+        while True:
+            released = self.released
+            self.send_packet(0xC0, b"")
+            while True:
+                packet = self.read()
+                if packet.kind == "PINGRESP":
+                    break
+                got.append(packet)
+            if self.released == released:
+                return got
+
+    def closed_by_broker(self) -> list[Packet]:
+        """Everything until the broker closes the connection (DISCONNECT included)."""
+        got = []
+        while True:
+            try:
+                got.append(self.read())
+            except AssertionError:
+                self.drop()
+                return got
+            except OSError:
+                self.drop()
+                return got
+
+
+def publishes(packets: list[Packet]) -> list[tuple[str, bytes, int, bool]]:
+    """``(topic, payload, qos, retain)`` of the PUBLISH packets among ``packets``."""
+    return [(p.topic, p.payload, p.qos, p.retain) for p in packets if p.kind == "PUBLISH"]
+
+
+@dataclass
+class Target:
+    """A broker for a differential test: its name and port."""
+
+    name: str
+    port: int
+    server: Any = None  # the BrokerServer for MqttBroker
+
+
+@contextlib.contextmanager
+def target(name: str, config_dir: Path, mosquitto_conf: str = "",
+           **broker_kwargs: Any) -> Iterator[Target]:
+    """A fresh "mosquitto" or "pymongoose" (MqttBroker in a thread) broker."""
+    if name == "mosquitto":
+        with mosquitto(config_dir, "allow_anonymous true\n" + mosquitto_conf) as m:
+            yield Target(name, m.port)
+    else:
+        from pymongoose import MqttBroker
+
+        with broker_thread(broker=MqttBroker(**broker_kwargs)) as server:
+            yield Target(name, server.port, server)
+            assert server.errors == []

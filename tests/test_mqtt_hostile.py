@@ -50,7 +50,8 @@ def publish(topic: bytes, payload: bytes = b"x", first: int = 0x30) -> bytes:
 
 
 CONNACK_OK = b"\x20\x02\x00\x00"
-CONNACK_OK_V5 = b"\x20\x03\x00\x00\x00"
+# MQTT 5: no session present, success, Topic Alias Maximum (0x22) 10.
+CONNACK_OK_V5 = b"\x20\x06\x00\x00\x03\x22\x00\x0a"
 
 #: name -> (send a valid CONNECT first?, the bad bytes)
 CASES: dict[str, tuple[bool, bytes]] = {
