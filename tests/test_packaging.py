@@ -25,8 +25,8 @@ def test_the_distribution_carries_the_package_and_its_version() -> None:
     dist = metadata.distribution(DISTRIBUTION)
     assert dist.version == pymongoose.__version__
     assert dist.metadata["Name"] == DISTRIBUTION
-    assert any(ep.name == "pymongoose" and ep.value == "pymongoose.__main__:main"
-               for ep in dist.entry_points.select(group="console_scripts"))
+    scripts = {ep.name: ep.value for ep in dist.entry_points if ep.group == "console_scripts"}
+    assert scripts == {"pymongoose": "pymongoose.__main__:main"}
 
 
 def test_the_console_script_runs_the_command_line() -> None:
