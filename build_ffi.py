@@ -31,10 +31,10 @@ CSRC = ROOT / "csrc"
 CDEF_HEADERS = [
     "cdef/core.h", "cdef/http.h", "cdef/ws.h", "cdef/mqtt.h", "cdef/util.h", "glue.h",
     "mqtt.h", "aio.h", "util.h", "tls.h", "sntp.h", "dns.h", "conn_limits.h",
-    "static_policy.h", "asgi.h", "chunked.h", "cdef/callbacks.h",
+    "static_policy.h", "asgi.h", "chunked.h", "portable.h", "cdef/callbacks.h",
 ]
 GLUE_SOURCES = ["glue.c", "aio.c", "util.c", "tls.c", "mqtt.c", "sntp.c", "dns.c",
-                "conn_limits.c", "static_policy.c", "asgi.c", "chunked.c"]
+                "conn_limits.c", "static_policy.c", "asgi.c", "chunked.c", "portable.c"]
 
 # Compile-time configuration shared by the binding and bench/'s C baseline server.
 DEFINES = [
@@ -44,6 +44,11 @@ DEFINES = [
     ("MG_MAX_RECV_SIZE", "(64UL * 1024UL * 1024UL)"),  # room for large request bodies
 ]
 COMPILE_ARGS = ["-O2"]
+
+# PYMONGOOSE_PORTABLE=1: build the code paths macOS and the BSDs compile (Mongoose's
+# poll() instead of epoll, no malloc_trim, no MSG_NOSIGNAL; csrc/pymg_compat.h), so
+# that a Linux CI exercises them (.ci/portable).
+PORTABLE_DEFINES = [("MG_ENABLE_EPOLL", "0"), ("PYMG_FORCE_PORTABLE", "1")]
 
 # PYMONGOOSE_SANITIZE=address[,undefined]: a debugging build under ASan/UBSan (README,
 # "Sanitizers"). Only these two: either changes nothing but flags.
@@ -70,7 +75,7 @@ class MongooseSourceError(RuntimeError):
 
 
 class BuildConfigError(RuntimeError):
-    """A build setting from the environment (PYMONGOOSE_SANITIZE) is not understood."""
+    """A build setting from the environment (PYMONGOOSE_SANITIZE or _PORTABLE) is not valid."""
 
 
 def _help(problem: str) -> str:
@@ -300,6 +305,18 @@ def sanitizer_args(spec: str | None = None) -> tuple[list[str], list[str]]:
     return [flag, "-fno-omit-frame-pointer", "-g", "-O1"], [flag]
 
 
+def portable_defines(setting: str | None = None) -> list[tuple[str, str]]:
+    """Extra macros for ``PYMONGOOSE_PORTABLE`` (1: the portable path); none when unset or 0."""
+    if setting is None:
+        setting = os.environ.get("PYMONGOOSE_PORTABLE", "")
+    setting = setting.strip()
+    if setting in ("", "0"):
+        return []
+    if setting == "1":
+        return list(PORTABLE_DEFINES)
+    raise BuildConfigError(f"PYMONGOOSE_PORTABLE={setting!r}: use 1 (portable path) or 0.")
+
+
 def make_ffibuilder() -> FFI:
     """The FFI that builds ``pymongoose._mongoose_cffi``."""
     source_dir = mongoose_source_dir()
@@ -311,11 +328,11 @@ def make_ffibuilder() -> FFI:
         '#include "mongoose.h"\n#include "glue.h"\n#include "mqtt.h"\n#include "aio.h"\n'
         '#include "util.h"\n#include "tls.h"\n#include "sntp.h"\n#include "dns.h"\n'
         '#include "conn_limits.h"\n#include "static_policy.h"\n#include "asgi.h"\n'
-        '#include "chunked.h"\n',
+        '#include "chunked.h"\n#include "portable.h"\n',
         sources=[_build_path(fixed_mongoose_c(source_dir))]
         + [_build_path(CSRC / s) for s in GLUE_SOURCES],
         include_dirs=[_build_path(source_dir), _build_path(CSRC)],
-        define_macros=DEFINES,
+        define_macros=DEFINES + portable_defines(),
         extra_compile_args=COMPILE_ARGS + sanitize_compile,
         extra_link_args=sanitize_link,
     )

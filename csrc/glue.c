@@ -17,9 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#if defined(__GLIBC__)
-#include <malloc.h> /* malloc_trim */
-#endif
+#include "pymg_compat.h" /* malloc_trim, MSG_NOSIGNAL: where the system has them */
 
 /* How often idle connections' empty buffers are freed, and how much freed
  * memory is worth asking malloc to return to the system. */
@@ -428,8 +426,10 @@ static void sweep_idle_buffers(struct pymg_manager *m, uint64_t now) {
       mg_iobuf_free(&c->send);
     }
   }
-#if defined(__GLIBC__)
+#if PYMG_HAVE_MALLOC_TRIM
   if (freed >= PYMG_TRIM_THRESHOLD) malloc_trim(0);
+#else
+  (void) freed;
 #endif
 }
 
@@ -579,7 +579,7 @@ int pymg_wakeup(struct pymg_manager *m, unsigned long conn_id, const char *buf, 
   }
   m->wake_tail = msg;
   pthread_mutex_unlock(&m->wake_lock);
-  if (was_empty) (void) send(m->wake_fd, "w", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (was_empty) (void) send(m->wake_fd, "w", 1, PYMG_MSG_NOSIGNAL | MSG_DONTWAIT);
   return 1;
 }
 

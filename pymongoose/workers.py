@@ -122,8 +122,11 @@ def serve_manager(ctx: WorkerContext, manager: Manager, poll_ms: int = 100) -> b
 class _AcceptRaceFilter(logging.Filter):
     """Workers race to accept each connection; the losers' EAGAIN is no error."""
 
+    # Mongoose logs the number, which differs between systems (11 on Linux, 35 on macOS).
+    _LINE = f"accept failed, errno {errno.EAGAIN}"
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return "accept failed, errno 11" not in record.getMessage()
+        return self._LINE not in record.getMessage()
 
 
 def _child(ctx: WorkerContext, worker_main: Callable[[WorkerContext], object]) -> int:
