@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..constants import MG_EV_CLOSE, MG_EV_MQTT_CMD
 from . import wire
@@ -585,12 +585,15 @@ class MqttBroker:
         # C has queued PUBACK/PUBREC already; the poll writes it after this handler
         # returns, so after the store's commit.
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, *,
-                properties: MqttProperties = ()) -> int:
+    def publish(self, topic: str, payload: Union[bytes, str], qos: int = 0,
+                retain: bool = False, *, properties: MqttProperties = ()) -> int:
         """Publish a message as if a client had: returns how many sessions it went to.
 
-        ``properties`` (``(MQTT_PROP_*, value)`` pairs) go to MQTT 5 subscribers only.
+        ``payload`` is bytes, or str sent as UTF-8. ``properties`` (``(MQTT_PROP_*,
+        value)`` pairs) go to MQTT 5 subscribers only.
         """
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
         expires_at = None
         props = []
         for prop_id, value in properties:
