@@ -56,13 +56,13 @@ class AsyncManager:
     def __init__(self, handler: Optional[EventHandler] = None, *,
                  error_handler: Optional[ErrorHandler] = None,
                  events: Optional[Iterable[int]] = None, tick_ms: float = 100,
-                 limits: Optional[Limits] = None) -> None:
+                 limits: Optional[Limits] = None, infer_events: bool = True) -> None:
         if isinstance(tick_ms, bool) or not isinstance(tick_ms, (int, float)):
             raise TypeError(f"tick_ms must be a number, not {type(tick_ms).__name__}")
         if not tick_ms > 0:
             raise ValueError(f"tick_ms must be > 0, not {tick_ms}")
         self._manager = Manager(handler, error_handler=error_handler, events=events,
-                                limits=limits)
+                                limits=limits, infer_events=infer_events)
         self._tick_s = tick_ms / 1000
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._fd = -1  # our duplicate of Mongoose's descriptor, watched by the loop

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 from . import dns, sntp
 from . import mqtt as _mqtt
 from ._ffi import ffi, lib
+from ._interest import interest_mask, mask_events
 from .constants import (
     WEBSOCKET_OP_BINARY,
     WEBSOCKET_OP_CLOSE,
@@ -252,18 +253,23 @@ class Connection:
                     events: Optional[Iterable[int]] = None) -> None:
         """Route this connection's events to ``handler``.
 
-        ``events``: the MG_EV_* codes to deliver (default: all). A listener's handler
-        and events are inherited by the connections it accepts from then on.
+        ``events``: the MG_EV_* codes to deliver (default: those the handler's source
+        tests, see :class:`Manager`, else all). A listener's handler and events are
+        inherited by the connections it accepts from then on.
         """
-        from .manager import interest_mask
-
         c = self._live()
         if handler is not None and not callable(handler):
             raise TypeError(f"handler must be callable, not {type(handler).__name__}")
-        interest = interest_mask(handler, events)
+        interest = interest_mask(handler, events, infer=self._manager._infer_events)
         self._handler = handler
         self._interest = interest
         lib.pymg_set_interest(c, interest)
+
+    @property
+    def events(self) -> Optional[frozenset[int]]:
+        """The MG_EV_* codes routed to this connection's handler (declared, or inferred
+        from its source); None when every event is. Codes from 64 up always are."""
+        return mask_events(self._interest)
 
     def _flags(self) -> int:
         c = self._c

@@ -20,6 +20,7 @@ from . import _dispatch, dns, sntp
 from . import mqtt as _mqtt
 from ._dispatch import _UNSHARED_REFS, _getrefcount
 from ._ffi import NULL, ffi, lib, mg_str_bytes
+from ._interest import ALL_EVENTS, interest_mask, mask_events
 from .connection import Connection, EventHandler, format_headers
 from .constants import (
     MG_EV_CLOSE,
@@ -47,9 +48,6 @@ __all__ = ["ALL_EVENTS", "Manager", "interest_mask"]
 
 _log = logging.getLogger("pymongoose")
 
-#: Interest mask that routes every event to Python (the default).
-ALL_EVENTS = (1 << 64) - 1
-
 ErrorHandler = Callable[[BaseException], Any]
 
 _HTTP_SCHEMES = frozenset({"http", "https", "ws", "wss"})
@@ -70,23 +68,6 @@ def _check_limits(limits: object) -> Limits:
     if not isinstance(limits, Limits):
         raise TypeError(f"limits must be a pymongoose.Limits, not {type(limits).__name__}")
     return limits
-
-
-def interest_mask(handler: Optional[EventHandler], events: Optional[Iterable[int]]) -> int:
-    """The C-side interest mask for ``handler`` wanting ``events`` (None: all of them)."""
-    if handler is None:
-        return 0
-    if events is None:
-        return ALL_EVENTS
-    if isinstance(events, int):
-        raise TypeError("events must be an iterable of MG_EV_* codes, e.g. (MG_EV_HTTP_MSG,)")
-    mask = 0
-    for ev in events:
-        if not isinstance(ev, int) or ev < 0:
-            raise ValueError(f"events must hold MG_EV_* codes, not {ev!r}")
-        if ev < 64:  # codes from 64 up always reach Python
-            mask |= 1 << ev
-    return mask
 
 
 def _error_text(ev_data: Any) -> str:
@@ -207,6 +188,11 @@ class Manager:
     logger with their traceback. Either way the loop keeps running. ``limits`` (a
     :class:`Limits`, default ``Limits()``) applies to every HTTP listener it opens.
 
+    Without ``events``, a handler whose body is one ``if ev == MG_EV_...``/``elif``
+    chain without ``else`` gets only the events it tests, read from its source (see
+    :func:`pymongoose.inferred_events`); ``events=ALL_EVENTS`` routes every event to
+    one handler, ``infer_events=False`` to every handler of this Manager.
+
     A Manager and its connections belong to the thread that polls it; from other threads
     use :meth:`wakeup` (with ``enable_wakeup=True``).
 
@@ -219,7 +205,7 @@ class Manager:
                  error_handler: Optional[ErrorHandler] = None, *,
                  events: Optional[Iterable[int]] = None, dns_server: Optional[str] = None,
                  dns_timeout_ms: Optional[int] = None,
-                 limits: Optional[Limits] = None) -> None:
+                 limits: Optional[Limits] = None, infer_events: bool = True) -> None:
         self._dns_server = (dns.check_server(dns_server) if dns_server is not None
                             else dns.system_server() or dns.DEFAULT_SERVER)
         if dns_timeout_ms is not None:
@@ -229,7 +215,8 @@ class Manager:
         if error_handler is not None and not callable(error_handler):
             raise TypeError(f"error_handler must be callable, not {type(error_handler).__name__}")
         self._handler = handler
-        self._interest = interest_mask(handler, events)
+        self._infer_events = bool(infer_events)
+        self._interest = interest_mask(handler, events, infer=self._infer_events)
         self._error_handler = error_handler
         self._limits = _check_limits(limits) if limits is not None else Limits()
         self._conns: dict[int, Connection] = {}
@@ -454,6 +441,17 @@ class Manager:
         return self._handler
 
     @property
+    def handler_events(self) -> Optional[frozenset[int]]:
+        """The MG_EV_* codes routed to the default handler (declared or inferred from its
+        source); None when every event is."""
+        return mask_events(self._interest)
+
+    @property
+    def infer_events(self) -> bool:
+        """Whether handlers given without ``events=`` get only the events their source tests."""
+        return self._infer_events
+
+    @property
     def limits(self) -> Limits:
         """The limits HTTP listeners follow unless ``listen(limits=...)`` says otherwise."""
         return self._limits
@@ -590,7 +588,7 @@ class Manager:
             return self._handler, self._interest
         if not callable(handler):
             raise TypeError(f"handler must be callable, not {type(handler).__name__}")
-        return handler, interest_mask(handler, events)
+        return handler, interest_mask(handler, events, infer=self._infer_events)
 
     def _open(self, route: tuple[Optional[EventHandler], int], call: Callable[[], Any]) -> Any:
         """Run ``call`` (a C function that opens a connection) with ``route`` pending."""

