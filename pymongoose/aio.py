@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Optional
 
+from . import connection as _connection
 from ._ffi import lib
 from .connection import Connection, EventHandler
 from .limits import Limits
@@ -140,6 +141,7 @@ class AsyncManager:
             period = min(period, FALLBACK_POLL_MS / 1000)
         self._loop = loop
         self._manager._on_work_queued = self._poll_soon
+        _connection._wake_hooks += 1  # ws_send looks for the hook from now on
         self._tick = loop.call_later(period, self._on_tick, period)
         self._poll_soon()  # whatever listen() or connect() queued before start()
 
@@ -196,7 +198,9 @@ class AsyncManager:
 
     def _stop(self) -> None:
         """Detach from the loop: no reader, no pending calls, no hook."""
-        self._manager._on_work_queued = None
+        if self._manager._on_work_queued is not None:
+            self._manager._on_work_queued = None
+            _connection._wake_hooks -= 1
         for handle in (self._tick, self._soon):
             if handle is not None:
                 handle.cancel()
