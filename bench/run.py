@@ -28,7 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -80,13 +80,18 @@ class Workload:
     targets: dict[str, str] = field(default_factory=dict)
 
 
+# Rows measured only when --baseline / --baseline-pypy name an older pymongoose.
+BEFORE = ("pymongoose before", "pymongoose fast before", "pymongoose fast PyPy before")
+
 WORKLOADS = [
     Workload("hello", "HTTP hello (JSON, 50 keep-alive conns)", "hello", "req/s",
-             ("C server", "cymongoose", "pymongoose", "pymongoose fast", "pymongoose fast PyPy"),
+             ("C server", "cymongoose", "pymongoose", "pymongoose fast", "pymongoose fast PyPy",
+              *BEFORE),
              {"pymongoose": ">= 1.0x cym", "pymongoose fast": ">= 1.25x cym, >= 0.85x C",
               "pymongoose fast PyPy": ">= 0.9x C"}),
     Workload("ws", "WebSocket echo, 64 B binary, 50 conns x 16 in flight", "ws", "msg/s",
-             ("C server", "cymongoose", "pymongoose", "pymongoose fast", "pymongoose fast PyPy"),
+             ("C server", "cymongoose", "pymongoose", "pymongoose fast", "pymongoose fast PyPy",
+              *BEFORE),
              {"pymongoose fast": ">= 1.5x cym, >= 0.7x C"}),
     Workload("static", "static 1 MB file via serve_dir", "static", "req/s",
              ("C server", "cymongoose", "pymongoose fast"),
@@ -95,7 +100,7 @@ WORKLOADS = [
              ("C server", "cymongoose", "pymongoose fast"),
              {"pymongoose fast": ">= 1.2x cym"}),
     Workload("idle", "resident memory per idle keep-alive connection", "hello", "KB/conn",
-             ("C server", "cymongoose", "pymongoose fast"),
+             ("C server", "cymongoose", "pymongoose fast", "pymongoose fast before"),
              {"pymongoose fast": "<= 4 KB"}),
 ]
 
@@ -120,6 +125,7 @@ class Settings:
     warmup: float
     idle_connections: int
     callgrind_requests: int
+    callgrind_seconds: float
 
 
 # -- building ---------------------------------------------------------------------------
@@ -157,12 +163,25 @@ def build_native(out: Path, need_loadgen: bool) -> tuple[Path, Path]:
     c_server = out / "c_server"
     log("building the C baseline server")
     run([cc, *build_ffi.COMPILE_ARGS, *defines, f"-I{src}", "-o", str(c_server),
-         str(BENCH / "servers" / "c_server.c"), str(src / "mongoose.c")])
+         str(BENCH / "servers" / "c_server.c"), str(standalone_mongoose_c(src, out))])
     loadgen = out / "loadgen"
     if need_loadgen:
         log("building the load generator")
         run([cc, "-O2", "-o", str(loadgen), str(BENCH / "loadgen" / "loadgen.c")])
     return c_server, loadgen
+
+
+def standalone_mongoose_c(src: Path, out: Path) -> Path:
+    """mongoose.c with the binding's build-time fixes that need none of its C (the
+    mg_bzero speed-up among them), so the C server runs the same Mongoose code."""
+    import build_ffi
+    text = (src / "mongoose.c").read_text(encoding="utf-8", errors="surrogateescape")
+    for _what, old, new in build_ffi.MONGOOSE_FIXES:
+        if "pymg_" not in new and text.count(old) == 1:
+            text = text.replace(old, new)
+    target = out / "mongoose-standalone.c"
+    target.write_text(text, encoding="utf-8", errors="surrogateescape")
+    return target
 
 
 def make_venv(python: str, where: Path, packages: Sequence[str]) -> str:
@@ -291,16 +310,22 @@ def wrk(port: int, workload: Workload, seconds: float, paths: Paths) -> float:
     return float(match.group(1))
 
 
-def ws_load(port: int, seconds: float, warmup: float, paths: Paths) -> float:
-    """Echoed messages per second from bench/loadgen's WebSocket mode."""
+def ws_run(port: int, seconds: float, warmup: float, paths: Paths,
+           timeout: float = 10) -> dict[str, float]:
+    """One run of bench/loadgen's WebSocket mode: its result line, parsed."""
     cmd = [str(paths.loadgen), "ws", "--port", str(port), "--path", "/ws",
            "--connections", str(HTTP_CONNECTIONS), "--inflight", "16", "--size", "64",
-           "--duration", f"{seconds:g}", "--warmup", f"{warmup:g}"]
+           "--duration", f"{seconds:g}", "--warmup", f"{warmup:g}", "--timeout", f"{timeout:g}"]
     proc = run(pinned(LOAD_CORE, cmd))
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
     if result.get("errors"):
         log(f"  loadgen reported {result['errors']} errors")
-    return float(result["msgs_per_sec"])
+    return result
+
+
+def ws_load(port: int, seconds: float, warmup: float, paths: Paths) -> float:
+    """Echoed messages per second from bench/loadgen's WebSocket mode."""
+    return float(ws_run(port, seconds, warmup, paths)["msgs_per_sec"])
 
 
 def measure(workload: Workload, server: Server, seconds: float, warmup: float,
@@ -374,26 +399,91 @@ def http_requests(port: int, count: int) -> None:
 
 def callgrind_instructions(contender: Contender, paths: Paths, requests: int) -> Optional[float]:
     """Instructions per HTTP hello request under callgrind (warm, one keep-alive client)."""
-    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
-        log("  valgrind not installed: skipping instruction counts")
-        return None
-    out_file = paths.out / f"callgrind.{contender.label.replace(' ', '_')}.out"
-    for stale in paths.out.glob(out_file.name + "*"):
-        stale.unlink()
-    wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-            f"--callgrind-out-file={out_file}"]
-    with started(contender.command("hello", paths), contender.label, wrap=wrap,
-                 timeout=300) as server:
+
+    def drive(server: Server) -> float:
         http_requests(server.port, 200)  # warm up
         run(["callgrind_control", "-i", "on", str(server.proc.pid)])
         http_requests(server.port, requests)
         run(["callgrind_control", "-i", "off", str(server.proc.pid)])
+        return float(requests)
+
+    return _under_callgrind(contender, "hello", paths, drive)
+
+
+def callgrind_ws_instructions(contender: Contender, paths: Paths,
+                              seconds: float) -> Optional[float]:
+    """Instructions per echoed WebSocket message under callgrind, with the throughput
+    workload's load (50 connections x 16 in flight, 64 B), once warm.
+
+    The count covers everything the server does meanwhile (handshakes of the 50
+    connections and the few hundred messages still in flight at the end included: well
+    under 1% at the message counts callgrind reaches in a few seconds).
+    """
+
+    def drive(server: Server) -> float:
+        ws_run(server.port, 1.0, 0.0, paths, timeout=60)  # warm up
+        run(["callgrind_control", "-i", "on", str(server.proc.pid)])
+        ws_run(server.port, seconds, 0.0, paths, timeout=60)
+        run(["callgrind_control", "-i", "off", str(server.proc.pid)])
+        return 0.0  # counted from the profile: loadgen does not count echoes during set-up
+
+    return _under_callgrind(contender, "ws", paths, drive, per_call_of="mg_ws_send")
+
+
+def _under_callgrind(contender: Contender, mode: str, paths: Paths,
+                     drive: Callable[[Server], float],
+                     per_call_of: Optional[str] = None) -> Optional[float]:
+    """Start ``contender``'s ``mode`` server under callgrind, let ``drive(server)`` load it
+    (it switches instrumentation on and off and returns how many units it measured), and
+    return instructions per unit. With ``per_call_of``, the units are the calls of that
+    C function the profile recorded instead."""
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        log("  valgrind not installed: skipping instruction counts")
+        return None
+    out_file = paths.out / f"callgrind.{mode}.{contender.label.replace(' ', '_')}.out"
+    for stale in paths.out.glob(out_file.name + "*"):
+        stale.unlink()
+    wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+            f"--callgrind-out-file={out_file}"]
+    with started(contender.command(mode, paths), contender.label, wrap=wrap,
+                 timeout=300) as server:
+        units = drive(server)
     totals = 0
+    calls = 0
     for dump in paths.out.glob(out_file.name + "*"):
         text = dump.read_text(errors="replace")
         counts = [int(n) for n in re.findall(r"^(?:summary|totals):\s+(\d+)", text, re.M)]
         totals += max(counts, default=0)
-    return totals / requests if totals else None
+        if per_call_of is not None:
+            calls += calls_recorded(text, per_call_of)
+    if per_call_of is not None:
+        units = float(calls)
+    return totals / units if totals and units else None
+
+
+def calls_recorded(profile: str, function: str) -> int:
+    """How many calls of ``function`` a callgrind profile recorded (from every caller)."""
+    names: dict[str, str] = {}
+    total = 0
+    target = False
+    for line in profile.splitlines():
+        if line.startswith("cfn="):
+            found = re.match(r"cfn=\((\d+)\)(?: (.*))?", line)
+            if found is None:
+                target = line[4:] == function
+                continue
+            key, name = found.group(1), found.group(2)
+            if name is not None:
+                names[key] = name
+            target = names.get(key) == function
+        elif line.startswith("calls=") and target:
+            total += int(line[6:].split()[0])
+            target = False
+        elif line.startswith(("fn=", "fl=", "fi=", "fe=")):
+            found = re.match(r"fn=\((\d+)\) (.*)", line)
+            if found is not None:
+                names[found.group(1)] = found.group(2)
+    return total
 
 
 # -- the run ----------------------------------------------------------------------------
@@ -458,7 +548,7 @@ def fmt_value(value: Optional[float], unit: str) -> str:
 
 
 def table(report: dict[str, dict[str, dict[str, Optional[float]]]],
-          workloads: list[Workload], instructions: dict[str, Optional[float]],
+          workloads: list[Workload], instructions: dict[str, dict[str, Optional[float]]],
           header: str) -> str:
     """The markdown results table."""
     lines = [header, "",
@@ -470,12 +560,20 @@ def table(report: dict[str, dict[str, dict[str, Optional[float]]]],
                 f"| {workload.title} | {label} | {fmt_value(row['value'], workload.unit)} "
                 f"{workload.unit} | {fmt_ratio(row['vs_c'])} | {fmt_ratio(row['vs_cym'])} | "
                 f"{workload.targets.get(label, '')} |")
-    if instructions:
-        lines += ["", "| callgrind: instructions per HTTP hello request (1 keep-alive client) "
-                  "| instructions |", "| --- | ---: |"]
-        for label, count in instructions.items():
+    for kind, counts in instructions.items():
+        if not counts:
+            continue
+        lines += ["", f"| callgrind: instructions per {CALLGRIND_TITLES[kind]} | instructions |",
+                  "| --- | ---: |"]
+        for label, count in counts.items():
             lines.append(f"| {label} | {count:,.0f} |" if count else f"| {label} | - |")
     return "\n".join(lines) + "\n"
+
+
+CALLGRIND_TITLES = {
+    "hello": "HTTP hello request (1 keep-alive client)",
+    "ws": "WebSocket echo message (64 B, 50 conns x 16 in flight)",
+}
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -495,6 +593,16 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--pypy", metavar="PYTHON",
                         help="use this PyPy instead of creating bench/out/venv-pypy; "
                              "'none' skips PyPy")
+    parser.add_argument("--baseline", metavar="PYTHON",
+                        help="also measure the pymongoose installed for this interpreter "
+                             "(rows 'pymongoose before', 'pymongoose fast before')")
+    parser.add_argument("--baseline-pypy", metavar="PYTHON",
+                        help="also measure the pymongoose installed for this PyPy "
+                             "(row 'pymongoose fast PyPy before')")
+    parser.add_argument("--callgrind-only", action="store_true",
+                        help="only the instruction counts, no throughput rounds")
+    parser.add_argument("--callgrind-seconds", type=float,
+                        help="seconds of WebSocket load under callgrind (default 5)")
     parser.add_argument("--no-cymongoose", action="store_true", help="leave cymongoose out")
     parser.add_argument("--no-callgrind", action="store_true", help="skip instruction counts")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
@@ -508,7 +616,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         duration=args.duration or (1.0 if args.quick else 4.0),
                         warmup=0.0 if args.quick else 2.0,
                         idle_connections=args.idle_connections or (300 if args.quick else 10_000),
-                        callgrind_requests=300 if args.quick else 3000)
+                        callgrind_requests=300 if args.quick else 3000,
+                        callgrind_seconds=args.callgrind_seconds or (1.0 if args.quick else 5.0))
     wanted = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = sorted(set(wanted) - {w.name for w in WORKLOADS})
     if unknown:
@@ -544,9 +653,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "pymongoose fast PyPy": (Contender("pymongoose fast PyPy", "pymongoose", pypy, fast=True,
                                            warmup_factor=3.0) if pypy else None),
     }
+    if args.baseline:
+        available["pymongoose before"] = Contender("pymongoose before", "pymongoose",
+                                                   args.baseline)
+        available["pymongoose fast before"] = Contender("pymongoose fast before", "pymongoose",
+                                                        args.baseline, fast=True)
+    if args.baseline_pypy:
+        available["pymongoose fast PyPy before"] = Contender(
+            "pymongoose fast PyPy before", "pymongoose", args.baseline_pypy, fast=True,
+            warmup_factor=3.0)
     workloads = [w for w in WORKLOADS if w.name in wanted]
     report: dict[str, dict[str, dict[str, Optional[float]]]] = {}
-    for workload in workloads:
+    for workload in [] if args.callgrind_only else workloads:
         contenders = [c for label in workload.contenders if (c := available.get(label))]
         log(f"{workload.name}: {workload.title} ({len(contenders)} servers, "
             f"{settings.rounds} rounds)")
@@ -559,14 +677,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for label, r in results.items()
         }
 
-    instructions: dict[str, Optional[float]] = {}
+    instructions: dict[str, dict[str, Optional[float]]] = {}
     if not args.no_callgrind:
-        for label in ("C server", "cymongoose", "pymongoose", "pymongoose fast"):
-            contender = available.get(label)
-            if contender is not None:
-                log(f"callgrind: {label}")
-                instructions[label] = callgrind_instructions(contender, paths,
-                                                             settings.callgrind_requests)
+        labels = ("C server", "cymongoose", "pymongoose", "pymongoose fast", "pymongoose before",
+                  "pymongoose fast before")
+        for kind in ("hello", "ws"):
+            if kind not in wanted:
+                continue
+            counts = instructions[kind] = {}
+            for label in labels:
+                contender = available.get(label)
+                if contender is None:
+                    continue
+                log(f"callgrind {kind}: {label}")
+                if kind == "hello":
+                    counts[label] = callgrind_instructions(contender, paths,
+                                                           settings.callgrind_requests)
+                else:
+                    counts[label] = callgrind_ws_instructions(contender, paths,
+                                                              settings.callgrind_seconds)
 
     header = (f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs "
               f"({platform_line()}); {settings.rounds} alternating rounds of "

@@ -44,7 +44,7 @@ struct pymg_manager {
   int wake_fd; /* the pipe's write end, or -1 */
   struct mg_connection *event_conn;
   size_t queue_len; /* entries in queue */
-  uint64_t queue[1 + 3 * PYMG_QUEUE_CAP]; /* [0]: arena bytes in use when taken */
+  uint64_t queue[1 + PYMG_QUEUE_ENTRY * PYMG_QUEUE_CAP]; /* [0]: arena bytes in use */
   char *arena;      /* copies of queued WebSocket messages, PYMG_ARENA_SIZE bytes */
   size_t arena_len;
   uint64_t last_sweep; /* mg_millis() of the last idle-buffer sweep */
@@ -60,26 +60,24 @@ static int is_deferrable(int ev) {
          ev == MG_EV_TLS_HS;
 }
 
-static int queue_push(struct pymg_manager *m, unsigned long id, int ev, uint64_t aux) {
+/* An entry: connection id, event, the arena's length after it, flags. */
+static int queue_push(struct pymg_manager *m, unsigned long id, int ev, uint64_t flags) {
   uint64_t *entry;
   if (m->queue_len == PYMG_QUEUE_CAP) return 0;
-  entry = &m->queue[1 + 3 * m->queue_len];
+  entry = &m->queue[1 + PYMG_QUEUE_ENTRY * m->queue_len];
   entry[0] = id;
   entry[1] = (uint64_t) ev;
-  entry[2] = aux;
+  entry[2] = m->arena_len;
+  entry[3] = flags;
   m->queue_len++;
   return 1;
 }
 
-/* Queue a WebSocket message: its payload is copied into the arena and the
- * entry's aux carries offset | length << 20 | flags << 40. Mongoose reuses the
- * frame's memory as soon as this event returns; the copy lives until Python
- * has read the batch (no new message can arrive meanwhile: only mg_mgr_poll
- * reads, and it is never re-entered). */
-/* Offsets and lengths must fit their 20 bits of aux. */
-typedef char pymg_aux_fits[PYMG_ARENA_SIZE <= (1 << 20) && PYMG_BATCH_MESSAGE_MAX < (1 << 20)
-                               ? 1 : -1];
-
+/* Queue a WebSocket message: its payload is copied to the end of the arena,
+ * where the entry's `end` says it stops. Mongoose reuses the frame's memory as
+ * soon as this event returns; the copy lives until Python has read the batch
+ * (no new message can arrive meanwhile: only mg_mgr_poll reads, and it is
+ * never re-entered). */
 static int queue_ws_message(struct pymg_manager *m, struct mg_connection *c,
                             const struct mg_ws_message *wm) {
   size_t at = m->arena_len, len = wm->data.len;
@@ -87,8 +85,7 @@ static int queue_ws_message(struct pymg_manager *m, struct mg_connection *c,
   if (at + len > PYMG_ARENA_SIZE) return 0;
   if (len > 0) memcpy(m->arena + at, wm->data.buf, len);
   m->arena_len = at + len;
-  return queue_push(m, c->id, MG_EV_WS_MSG,
-                    (uint64_t) at | (uint64_t) len << 20 | (uint64_t) wm->flags << 40);
+  return queue_push(m, c->id, MG_EV_WS_MSG, wm->flags);
 }
 
 size_t pymg_queue_take(struct pymg_manager *m) {

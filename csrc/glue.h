@@ -53,15 +53,18 @@ struct pymg_addr {
  * MG_EV_OPEN, MG_EV_ACCEPT, MG_EV_CONNECT, MG_EV_RESOLVE, MG_EV_TLS_HS), and
  * WebSocket messages up to PYMG_BATCH_MESSAGE_MAX bytes (copied into an
  * arena), are not sent one call at a time: C appends (connection id, event,
- * aux) entries to the manager's queue, in order, and Python delivers the batch
- * before the next event it is sent directly (pymg_on_event's `pending`), when
- * pymg_poll returns, and before any MG_EV_CLOSE, so a connection is alive
- * while its queued events are delivered. `aux` is the arena offset of a
- * queued message's payload | its length << 20 | its flags << 40, 0 otherwise.
+ * end, flags) entries to the manager's queue, in order, and Python delivers the
+ * batch before the next event it is sent directly (pymg_on_event's `pending`),
+ * when pymg_poll returns, and before any MG_EV_CLOSE, so a connection is alive
+ * while its queued events are delivered. `end` is the arena's length after the
+ * entry (payloads are stored in order: a message's payload starts where the
+ * previous entry's `end` was, and runs to its own), `flags` a message's first
+ * header byte (0 for other events). Plain small numbers: Python reads them
+ * without arithmetic.
  * Whoever reports a count (pymg_on_event, pymg_poll, pymg_queue_take) empties
  * the queue: Python reads item 0 (arena bytes in use) and the entries from
  * item 1 on, and the arena, before any handler runs. */
-enum { PYMG_QUEUE_CAP = 4096, PYMG_ARENA_SIZE = 262144, PYMG_BATCH_MESSAGE_MAX = 16384 };
+enum { PYMG_QUEUE_ENTRY = 4, PYMG_QUEUE_CAP = 4096, PYMG_ARENA_SIZE = 262144, PYMG_BATCH_MESSAGE_MAX = 16384 };
 uint64_t *pymg_queue_items(struct pymg_manager *m);
 char *pymg_queue_arena(struct pymg_manager *m);
 size_t pymg_queue_take(struct pymg_manager *m);

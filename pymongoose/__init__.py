@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import _dispatch  # noqa: F401 - registers the C-to-Python entry point
 from . import mqtt as _mqtt
+from ._interest import inferred_events
 from .aio import AsyncManager
 from .connection import Connection, EventHandler
 from .constants import (
@@ -161,6 +162,7 @@ __all__ = [
     "hmac_sha256",
     "http_parse_multipart",
     "http_var",
+    "inferred_events",
     "json_get",
     "json_get_bool",
     "json_get_long",

@@ -14,6 +14,7 @@ from collections.abc import Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Optional, Union
 
+from . import connection as _connection
 from ._ffi import lib
 from .connection import Connection, EventHandler
 from .limits import Limits
@@ -64,7 +65,8 @@ class AsyncManager:
                  error_handler: Optional[ErrorHandler] = None,
                  events: Optional[Iterable[int]] = None, tick_ms: float = 100,
                  limits: Optional[Limits] = None,
-                 shutdown_timeout: Optional[float] = None) -> None:
+                 shutdown_timeout: Optional[float] = None,
+                 infer_events: bool = True) -> None:
         # cymongoose's poll_interval is the period of its poll thread: our tick.
         # shutdown_timeout bounds its wait for that thread; with no thread here, close()
         # never waits for one, so it is accepted for compatibility and has no effect.
@@ -76,7 +78,7 @@ class AsyncManager:
         if not tick_ms > 0:
             raise ValueError(f"tick_ms must be > 0, not {tick_ms}")
         self._manager = Manager(handler, enable_wakeup=True, error_handler=error_handler,
-                                events=events, limits=limits)
+                                events=events, limits=limits, infer_events=infer_events)
         self._tick_s = tick_ms / 1000
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._fd = -1  # our duplicate of Mongoose's descriptor, watched by the loop
@@ -213,6 +215,7 @@ class AsyncManager:
             period = min(period, FALLBACK_POLL_MS / 1000)
         self._loop = loop
         self._manager._on_work_queued = self._poll_soon
+        _connection._wake_hooks += 1  # ws_send looks for the hook from now on
         self._tick = loop.call_later(period, self._on_tick, period)
         self._poll_soon()  # whatever listen() or connect() queued before start()
 
@@ -269,7 +272,9 @@ class AsyncManager:
 
     def _stop(self) -> None:
         """Detach from the loop: no reader, no pending calls, no hook."""
-        self._manager._on_work_queued = None
+        if self._manager._on_work_queued is not None:
+            self._manager._on_work_queued = None
+            _connection._wake_hooks -= 1
         for handle in (self._tick, self._soon):
             if handle is not None:
                 handle.cancel()

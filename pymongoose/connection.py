@@ -11,12 +11,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import dns, sntp
 from ._ffi import ffi, lib
+from ._interest import mask_events
 from .constants import (
-    WEBSOCKET_OP_BINARY,
-    WEBSOCKET_OP_CLOSE,
-    WEBSOCKET_OP_CONTINUE,
-    WEBSOCKET_OP_PING,
-    WEBSOCKET_OP_PONG,
     WEBSOCKET_OP_TEXT,
 )
 from .errors import ConnectionClosedError
@@ -35,23 +31,26 @@ EventHandler = Callable[["Connection", int, Any], Any]
 #: Headers as a mapping or as ``(name, value)`` pairs.
 Headers = Union[Mapping[str, str], Iterable[tuple[str, str]]]
 
-_WS_OPS = frozenset(
-    {
-        WEBSOCKET_OP_CONTINUE,
-        WEBSOCKET_OP_TEXT,
-        WEBSOCKET_OP_BINARY,
-        WEBSOCKET_OP_CLOSE,
-        WEBSOCKET_OP_PING,
-        WEBSOCKET_OP_PONG,
-    }
-)
 _PLAIN_TEXT = b"Content-Type: text/plain; charset=utf-8\r\n"
 _JSON = b"Content-Type: application/json\r\n"
 
 # Hot-path C functions, looked up once (attribute access on ``lib`` is not free).
 _http_reply = lib.pymg_http_reply
 _mg_send = lib.mg_send
-_mg_ws_send = lib.mg_ws_send
+_pymg_ws_send = lib.pymg_ws_send
+
+#: How many Managers have a work-queued hook installed (pymongoose.aio sets them): while
+#: none has, ws_send skips looking for one.
+_wake_hooks = 0
+
+
+def _ws_payload(data: object) -> Any:
+    """What ws_send passes to C for anything but bytes: str as UTF-8, buffers as they are."""
+    if type(data) is str:
+        return data.encode("utf-8")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
+    return ffi.from_buffer(data)
 
 _F_LISTENING = lib.PYMG_LISTENING
 _F_CLIENT = lib.PYMG_CLIENT
@@ -264,7 +263,8 @@ class Connection:
                     events: Optional[Iterable[int]] = None) -> None:
         """Route this connection's events to ``handler``.
 
-        ``events``: the MG_EV_* codes to deliver (default: all). A listener's handler
+        ``events``: the MG_EV_* codes to deliver (default: those the handler's
+        source tests, see :class:`Manager`, else all). A listener's handler
         and events are inherited by the connections it accepts from then on.
         ``handler=None`` reverts to the Manager's handler (and its events), as when the
         connection was opened without one.
@@ -274,6 +274,12 @@ class Connection:
         self._handler = handler
         self._interest = interest
         lib.pymg_set_interest(c, interest)
+
+    @property
+    def events(self) -> Optional[frozenset[int]]:
+        """The MG_EV_* codes routed to this connection's handler (declared, or inferred
+        from its source); None when every event is. Codes from 64 up always are."""
+        return mask_events(self._interest)
 
     def _flags(self) -> int:
         c = self._c
@@ -692,19 +698,15 @@ class Connection:
         c = self._c
         if c is None:
             raise ConnectionClosedError(f"connection {self._id} is closed")
-        if op not in _WS_OPS:
+        if type(data) is not bytes:  # the per-message path is bytes: one test for it
+            data = _ws_payload(data)
+        queued: int = _pymg_ws_send(c, data, len(data), op)  # the opcode is checked in C
+        if queued < 0:
             raise ValueError(f"op must be one of the WEBSOCKET_OP_* codes, not {op!r}")
-        data_type = type(data)  # _as_send_buffer, inlined: this runs per message
-        if data_type is str:
-            data = data.encode("utf-8")  # type: ignore[union-attr]
-        elif data_type is not bytes:
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
-            data = ffi.from_buffer(data)
-        queued: int = _mg_ws_send(c, data, len(data), op)
-        wake = self._manager._on_work_queued
-        if wake is not None:
-            wake()
+        if _wake_hooks:  # an outside loop (pymongoose.aio) waits for work: tell it
+            wake = self._manager._on_work_queued
+            if wake is not None:
+                wake()
         return queued
 
     # -- TLS ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from . import _dispatch, dns, sntp
 from ._dispatch import _UNSHARED_REFS, _getrefcount
 from ._ffi import NULL, ffi, lib, mg_str_bytes
 from ._handler_failure import answer_failed_request
+from ._interest import ALL_EVENTS, interest_mask, mask_events
 from ._mglog import repeated_by_exception
 from .connection import Connection, EventHandler, format_headers
 from .constants import (
@@ -40,7 +41,7 @@ from .constants import (
 )
 from .errors import ConnectError, ListenError, ManagerClosedError, UnknownSchemeError
 from .limits import Limits, apply_limits
-from .messages import HttpMessage, WsMessage, _MessageView
+from .messages import QUEUED, HttpMessage, QueuedWsMessage, WsMessage, _MessageView
 from .mqtt import MQTT_MAX_PACKET_SIZE, MqttMessage, MqttProperties
 from .mqtt import client as _mqtt
 from .timers import Timer, TimerCallback
@@ -53,9 +54,6 @@ __all__ = ["ALL_EVENTS", "Manager", "interest_mask"]
 
 _log = logging.getLogger("pymongoose")
 
-#: Interest mask that routes every event to Python (the default).
-ALL_EVENTS = (1 << 64) - 1
-
 ErrorHandler = Callable[[BaseException], Any]
 
 _HTTP_SCHEMES = frozenset({"http", "https", "ws", "wss"})
@@ -65,6 +63,29 @@ _slots = itertools.count(1)
 # Hot-path C functions, looked up once (attribute access on ``lib`` is not free).
 _pymg_poll = lib.pymg_poll
 _unpack = ffi.unpack
+_buffer = ffi.buffer
+
+
+def _queue_ints(queue: Any, count: int) -> list[int]:
+    """The first ``count`` numbers of C's event queue. On CPython a memoryview's
+    tolist() makes them in less than half of ffi.unpack's time; on PyPy, whose JIT
+    turns indexing into plain loads, a comprehension is twice as fast as either."""
+    return memoryview(_buffer(queue, 8 * count)).cast("Q").tolist()
+
+
+if _getrefcount is None:  # PyPy
+    def _queue_ints(queue: Any, count: int) -> list[int]:
+        return [queue[i] for i in range(count)]
+
+
+class _NoConnection:
+    """Stands for "no connection yet" in Manager._drain: its ``_c`` is None, as a closed
+    connection's is."""
+
+    _c = None
+
+
+_NO_CONNECTION = _NoConnection()
 
 # Mongoose logs to stdout at DEBUG level unless told otherwise.
 lib.pymg_log_init(MG_LL_ERROR)
@@ -76,23 +97,6 @@ def _check_limits(limits: object) -> Limits:
     if not isinstance(limits, Limits):
         raise TypeError(f"limits must be a pymongoose.Limits, not {type(limits).__name__}")
     return limits
-
-
-def interest_mask(handler: Optional[EventHandler], events: Optional[Iterable[int]]) -> int:
-    """The C-side interest mask for ``handler`` wanting ``events`` (None: all of them)."""
-    if handler is None:
-        return 0
-    if events is None:
-        return ALL_EVENTS
-    if isinstance(events, int):
-        raise TypeError("events must be an iterable of MG_EV_* codes, e.g. (MG_EV_HTTP_MSG,)")
-    mask = 0
-    for ev in events:
-        if not isinstance(ev, int) or ev < 0:
-            raise ValueError(f"events must hold MG_EV_* codes, not {ev!r}")
-        if ev < 64:  # codes from 64 up always reach Python
-            mask |= 1 << ev
-    return mask
 
 
 def _error_text(ev_data: Any) -> str:
@@ -109,8 +113,8 @@ def _first_int(ctype: str) -> Callable[[Any], int]:
     return convert
 
 
-# Stands in for the C pointer of a WsMessage whose payload was copied out of the queue.
-_QUEUED = object()
+#: Numbers per queued event (csrc/glue.h): connection id, event, arena end, flags.
+_QUEUE_ENTRY: int = lib.PYMG_QUEUE_ENTRY
 
 #: Events whose ``data`` is a message view, and the view class (MG_EV_HTTP_MSG and
 #: MG_EV_HTTP_HDRS are lent their HttpMessage by the dispatcher itself).
@@ -214,6 +218,11 @@ class Manager:
     logger with their traceback. Either way the loop keeps running. ``limits`` (a
     :class:`Limits`, default ``Limits()``) applies to every HTTP listener it opens.
 
+    Without ``events``, a handler whose body is one ``if ev == MG_EV_...``/``elif``
+    chain without ``else`` gets only the events it tests, read from its source (see
+    :func:`pymongoose.inferred_events`); ``events=ALL_EVENTS`` routes every event to
+    one handler, ``infer_events=False`` to every handler of this Manager.
+
     A Manager and its connections belong to the thread that polls it; from other threads
     use :meth:`wakeup` (with ``enable_wakeup=True``).
 
@@ -226,7 +235,7 @@ class Manager:
                  error_handler: Optional[ErrorHandler] = None, *,
                  events: Optional[Iterable[int]] = None, dns_server: Optional[str] = None,
                  dns_timeout_ms: Optional[int] = None,
-                 limits: Optional[Limits] = None) -> None:
+                 limits: Optional[Limits] = None, infer_events: bool = True) -> None:
         self._dns_server = (dns.check_server(dns_server) if dns_server is not None
                             else dns.system_server() or dns.DEFAULT_SERVER)
         if dns_timeout_ms is not None:
@@ -236,7 +245,8 @@ class Manager:
         if error_handler is not None and not callable(error_handler):
             raise TypeError(f"error_handler must be callable, not {type(error_handler).__name__}")
         self._handler = handler
-        self._interest = interest_mask(handler, events)
+        self._infer_events = bool(infer_events)
+        self._interest = interest_mask(handler, events, infer=self._infer_events)
         self._error_handler = error_handler
         self._limits = _check_limits(limits) if limits is not None else Limits()
         self._conns: dict[int, Connection] = {}
@@ -245,7 +255,7 @@ class Manager:
         # One reusable view per class; replaced when a handler keeps a reference.
         self._views: dict[type[_MessageView], _MessageView] = {}
         self._http_view: Optional[HttpMessage] = None  # MG_EV_HTTP_MSG's, kept apart
-        self._ws_view: Optional[WsMessage] = None  # queued MG_EV_WS_MSG's
+        self._ws_view: Optional[QueuedWsMessage] = None  # queued MG_EV_WS_MSG's
         self._opening: tuple[Optional[EventHandler], int] = (None, 0)
         self._depth = 0  # > 0 while C is inside a call that may dispatch events
         self._polling = False
@@ -340,45 +350,58 @@ class Manager:
         Most carry no data; queued WebSocket messages come with a view over C's copy
         of the message, valid (as always) only while their handler runs.
         """
-        flat = _unpack(self._queue, 1 + 3 * count)  # read before any handler runs
+        flat = _queue_ints(self._queue, 1 + _QUEUE_ENTRY * count)  # before any handler runs
         arena_used = flat[0]
         payloads = _unpack(self._arena, arena_used) if arena_used else b""
-        conns = self._conns
         entries = iter(flat)
         next(entries)
-        for conn_id, ev, aux in zip(entries, entries, entries):
-            conn = conns.get(conn_id)
-            if conn is None:
-                c = lib.pymg_find_conn(self._m, conn_id)
-                if c == NULL:
-                    continue
-                conn = self._adopt(conn_id, c)
+        # One view for the batch while no handler keeps it (and not on PyPy, where
+        # there is no reference count to tell); taken out of the Manager's slot so that
+        # a nested drain gets its own. It expires when the batch is done.
+        view = self._ws_view
+        if view is not None:
+            self._ws_view = None
+            view._raw = QUEUED  # valid again (its slots are filled before each use)
+        conn: Any = _NO_CONNECTION
+        last_id = start = 0
+        ws_msg = MG_EV_WS_MSG
+        for conn_id, ev, end, flags in zip(entries, entries, entries, entries):
+            begin, start = start, end  # a message's payload: from the previous end to its own
+            if conn_id != last_id or conn._c is None:  # a new one, or it closed meanwhile
+                conn = self._conns.get(conn_id)
+                if conn is None:
+                    c = lib.pymg_find_conn(self._m, conn_id)
+                    if c == NULL:
+                        last_id = 0
+                        continue
+                    conn = self._adopt(conn_id, c)
+                last_id = conn_id
             handler = conn._handler
             if handler is None:
                 continue
-            if ev != MG_EV_WS_MSG:
+            if ev != ws_msg:
                 try:
                     handler(conn, ev, None)
                 except Exception as exc:
                     self._report(exc, conn, ev)
                 continue
-            view = self._ws_view
             if view is None:
-                view = WsMessage()
-            else:
-                self._ws_view = None
-            start = aux & 0xFFFFF
-            view._raw = _QUEUED
-            view._payload = payloads[start:start + ((aux >> 20) & 0xFFFFF)]
-            view._flags = aux >> 40
+                view = QueuedWsMessage()
+            view.data = payloads[begin:end]  # QueuedWsMessage._fill, inlined
+            view.flags = flags
             try:
                 handler(conn, ev, view)
             except Exception as exc:
                 self._report(exc, conn, ev)
-            finally:
-                view._raw = view._typed = view._payload = None
-                if _getrefcount is not None and _getrefcount(view) <= _UNSHARED_REFS:
-                    self._ws_view = view
+            except BaseException:
+                view._expire()
+                raise
+            if _getrefcount is None or _getrefcount(view) > _UNSHARED_REFS:
+                view._expire()  # kept by the handler: it expires now, the next gets a new one
+                view = None
+        if view is not None:
+            view._expire()
+            self._ws_view = view
 
     def _call(self, handler: EventHandler, conn: Connection, ev: int, data: Any) -> None:
         try:
@@ -462,6 +485,17 @@ class Manager:
     def handler(self) -> Optional[EventHandler]:
         """The default handler for connections that have none of their own."""
         return self._handler
+
+    @property
+    def handler_events(self) -> Optional[frozenset[int]]:
+        """The MG_EV_* codes routed to the default handler (declared or inferred from its
+        source); None when every event is."""
+        return mask_events(self._interest)
+
+    @property
+    def infer_events(self) -> bool:
+        """Whether handlers given without ``events=`` get only the events their source tests."""
+        return self._infer_events
 
     @property
     def limits(self) -> Limits:
@@ -601,7 +635,7 @@ class Manager:
             return self._handler, self._interest
         if not callable(handler):
             raise TypeError(f"handler must be callable, not {type(handler).__name__}")
-        return handler, interest_mask(handler, events)
+        return handler, interest_mask(handler, events, infer=self._infer_events)
 
     def _open(self, route: tuple[Optional[EventHandler], int], call: Callable[[], Any]) -> Any:
         """Run ``call`` (a C function that opens a connection) with ``route`` pending."""

@@ -218,3 +218,44 @@ class WsMessage(_MessageView):
         if self._raw is None:
             return "<WsMessage (expired)>"
         return f"<WsMessage op={self.op} len={len(self.data)}>"
+
+
+#: Stands in for the C pointer of a queued message: its payload was copied out of C.
+QUEUED = object()
+
+
+class QueuedWsMessage(WsMessage):
+    """A WsMessage delivered from a batch (Manager._drain), its payload already bytes.
+
+    ``data`` and ``flags`` are plain slots here, read without a property call: the
+    per-message path. Expiring the view empties them, and reading them then raises
+    MessageExpiredError (through ``__getattr__``, which runs only when a slot is empty).
+    """
+
+    __slots__ = ("data", "flags")
+    data: bytes
+    flags: int
+
+    def __init__(self) -> None:  # no super() chain: on PyPy this runs once per message
+        self._raw = QUEUED
+        self._typed = None
+
+    def _fill(self, data: bytes, flags: int) -> None:
+        self.data = data
+        self.flags = flags
+        self._raw = QUEUED
+
+    def _expire(self) -> None:
+        """The handler returned: from now on every read raises MessageExpiredError."""
+        self._raw = None
+        try:  # noqa: SIM105 - a with statement costs more here, once per message on PyPy
+            del self.data, self.flags
+        except AttributeError:  # already expired
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("data", "flags"):
+            raise MessageExpiredError(
+                "WsMessage is only valid inside the event handler that received it; copy "
+                "what you need (e.g. data) before returning")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

@@ -3,9 +3,11 @@
 Usage: ``python py_server.py IMPL MODE [ROOT_DIR]`` where IMPL is ``pymongoose`` or
 ``cymongoose`` and MODE one of:
 
-- ``hello``: the quick-start handler as a user writes it; every event reaches Python.
+- ``hello``: the quick-start handler as a user writes it, no ``events=``: cymongoose
+  delivers every event, pymongoose the events the handler's source tests (inferred
+  interest; a pymongoose without it delivers every event too).
 - ``hello-fast``: the same handler with pymongoose's declared event interest.
-- ``ws``, ``ws-fast``: WebSocket echo (binary), all events / declared interest.
+- ``ws``, ``ws-fast``: WebSocket echo (binary), no ``events=`` / declared interest.
 - ``static``: ``serve_dir`` of ROOT_DIR.
 - ``post``: echo the request body.
 

@@ -226,10 +226,16 @@ class MqttBroker:
                 self._refuse(conn, exc.reason, str(exc))
             except ValueError as exc:
                 self._refuse(conn, _MALFORMED, str(exc))
+            self._commit()
         elif ev == MG_EV_CLOSE:
             self._on_close(conn)
+            self._commit()
+
+    def _commit(self) -> None:
+        # Before the poll writes any acknowledgement queued by this event. Called in
+        # each branch of __call__ (not after the chain) so that the handler keeps the
+        # shape pymongoose infers its events from.
         if self._store is not None:
-            # Before the poll writes any acknowledgement queued above.
             self._store.commit()
 
     def _refuse(self, conn: Connection, reason: int, text: str) -> None:
