@@ -292,7 +292,8 @@ NAMES = {2: "CONNACK", 3: "PUBLISH", 4: "PUBACK", 5: "PUBREC", 6: "PUBREL", 7: "
          9: "SUBACK", 11: "UNSUBACK", 13: "PINGRESP", 14: "DISCONNECT"}
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """``n`` as an MQTT Variable Byte Integer."""
     out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7
@@ -310,7 +311,7 @@ def encode_props(props: list[tuple[int, Any]]) -> bytes:
     out = b""
     for prop_id, value in props:
         kind = _PROP_KINDS[prop_id]
-        out += _varint(prop_id)
+        out += varint(prop_id)
         if kind == "b":
             out += bytes([value])
         elif kind == "h":
@@ -318,14 +319,14 @@ def encode_props(props: list[tuple[int, Any]]) -> bytes:
         elif kind == "i":
             out += value.to_bytes(4, "big")
         elif kind == "v":
-            out += _varint(value)
+            out += varint(value)
         elif kind == "s":
             out += _str(value.encode())
         elif kind == "d":
             out += _str(value)
         else:
             out += _str(value[0].encode()) + _str(value[1].encode())
-    return _varint(len(out)) + out
+    return varint(len(out)) + out
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -469,7 +470,7 @@ class RawMqtt:
 
     # sending
     def send_packet(self, first: int, body: bytes) -> None:
-        self.sock.sendall(bytes([first]) + _varint(len(body)) + body)
+        self.sock.sendall(bytes([first]) + varint(len(body)) + body)
 
     def new_id(self) -> int:
         packet_id = self.next_id

@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 from conftest import Server, serving
+from ws_frames import close_payload
 
 from pymongoose import (
     MG_EV_ACCEPT,
@@ -848,11 +849,6 @@ def frame(first_byte: int, payload: bytes = b"", *, masked: bool = True,
     if not masked:
         return head + payload
     return head + MASK + bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
-
-
-def close_payload(code: int, reason: bytes = b"") -> bytes:
-    """The payload of a CLOSE frame with status ``code``."""
-    return struct.pack("!H", code) + reason
 
 
 @dataclass

@@ -16,19 +16,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mqtt_helpers import TIMEOUT, BrokerServer, broker_thread, roundtrip
+from mqtt_helpers import TIMEOUT, BrokerServer, broker_thread, roundtrip, varint
 
 #: The broker closes a client that leaves a CONNECT or a packet unfinished this long.
 PACKET_TIMEOUT_MS = 300
 
 
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def packet(first: int, body: bytes) -> bytes:
