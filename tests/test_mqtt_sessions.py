@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import pytest
 from mqtt_helpers import PUBACK, RawMqtt, Target, broker_thread, publishes
-from subprocess_helpers import Child
+from subprocess_helpers import Child, running
 from test_mqtt_differential import both, persistent, sent
 
 from pymongoose import MqttBroker
@@ -143,8 +143,7 @@ def _publish_until_killed(port: int, child: Child, acked: list[bytes],
 def test_persistent_broker_killed_mid_traffic_loses_nothing_acknowledged(
         tmp_path: Path) -> None:
     db = str(tmp_path / "broker.db")
-    child = Child(("tests/mqtt_broker_child.py", db))
-    try:
+    with running("tests/mqtt_broker_child.py", db) as child:  # closes its pipes at the end
         port = int(child.wait_for(r"port (\d+)").group(1))
         offline = RawMqtt(port, "offline-sub", clean=False)
         offline.subscribe(("persist/#", 1))
@@ -159,13 +158,8 @@ def test_persistent_broker_killed_mid_traffic_loses_nothing_acknowledged(
         _publish_until_killed(port, child, acked, kill_after=300)
         assert child.proc.wait(timeout=30) == -signal.SIGKILL
         online.drop()
-    finally:
-        if child.proc.poll() is None:
-            child.proc.kill()
-            child.proc.wait(timeout=30)
     assert len(acked) >= 300
-    child = Child(("tests/mqtt_broker_child.py", db))
-    try:
+    with running("tests/mqtt_broker_child.py", db) as child:
         port = int(child.wait_for(r"port (\d+)").group(1))
         for client_id, version in (("offline-sub", 4), ("online-sub", 5)):
             kwargs: dict[str, Any] = {"props": [(0x11, 3600)]} if version == 5 else {}
@@ -185,5 +179,3 @@ def test_persistent_broker_killed_mid_traffic_loses_nothing_acknowledged(
         assert publishes(fresh.sync()) == [
             ("persist/retained", b"kept across restarts", 1, True)]
         fresh.disconnect()
-    finally:
-        child.stop(signal.SIGKILL)
