@@ -192,6 +192,11 @@ def test_accepted_connection_addresses_repr_and_close(serve: Callable[..., Any])
 
         sock.close()
         assert expect(records, "close") == ("close", conn.id)
+        # The record is made inside the MG_EV_CLOSE handler; the wrapper is detached on
+        # the server's thread just after the handler returns.
+        deadline = time.monotonic() + TIMEOUT
+        while not conn.is_closed and time.monotonic() < deadline:
+            time.sleep(0.005)
         assert conn.is_closed
         assert conn.local_addr is None and conn.remote_addr is None
         assert repr(conn) == f"<Connection id={conn.id} closed>"
