@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import shutil
 import statistics
 import sys
@@ -29,54 +28,6 @@ import run as harness  # noqa: E402 - bench/run.py, next to this file
 
 SERVER = BENCH / "servers" / "asgi_server.py"
 PEERS = ("uvicorn (httptools, uvloop)", "granian (uvloop)")
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` and its descendants (granian runs a child)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
-    wanted, total = {pid}, 0.0
-    changed = True
-    while changed:
-        changed = False
-        for child, (parent, _) in stats.items():
-            if parent in wanted and child not in wanted:
-                wanted.add(child)
-                changed = True
-    for p in wanted:
-        total += stats.get(p, (0, 0.0))[1]
-    return total
-
-
-def measure(server: harness.Server, seconds: float, warmup: float) -> tuple[float, float]:
-    """(requests per second, requests per server CPU-second) from one wrk run.
-
-    The second figure holds still on a busy machine: it counts only the CPU time the
-    server really got."""
-    url = f"http://127.0.0.1:{server.port}/"
-    base = ["wrk", "-t1", f"-c{harness.HTTP_CONNECTIONS}", "--timeout", "5s"]
-    if warmup > 0:
-        harness.run(harness.pinned(harness.LOAD_CORE, [*base, f"-d{max(1, round(warmup))}s", url]))
-    before = tree_cpu_seconds(server.proc.pid)
-    proc = harness.run(harness.pinned(harness.LOAD_CORE,
-                                      [*base, f"-d{max(1, round(seconds))}s", url]))
-    cpu = tree_cpu_seconds(server.proc.pid) - before
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", proc.stdout)
-    count = re.search(r"(\d+) requests in", proc.stdout)
-    if not rate or not count:
-        raise SystemExit(f"bench: cannot read wrk's output:\n{proc.stdout}")
-    if re.search(r"Socket errors|Non-2xx", proc.stdout):
-        harness.log("  wrk reported errors")
-    return float(rate.group(1)), int(count.group(1)) / max(cpu, 1e-9)
 
 
 class _Command:
@@ -157,7 +108,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 warm = warmup * (3 if rnd == 0 and "PyPy" in label else 1)
                 if rnd > 0:
                     warm /= 4
-                value, efficiency = measure(running[label], duration, warm)
+                value, efficiency = harness.measure_with_cpu(running[label], duration, warm)
                 this_round[label], this_cpu[label] = value, efficiency
                 harness.log(f"  round {rnd + 1}/{rounds}: {label:30s} {value:10,.0f} req/s "
                             f"{efficiency:10,.0f} req/CPU-s")

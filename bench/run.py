@@ -338,6 +338,51 @@ def measure(workload: Workload, server: Server, seconds: float, warmup: float,
     return wrk(server.port, workload, seconds, paths)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its live descendants (workers, wrappers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    wanted = {pid}
+    changed = True
+    while changed:
+        changed = False
+        for child, (parent, _) in stats.items():
+            if parent in wanted and child not in wanted:
+                wanted.add(child)
+                changed = True
+    return sum(stats.get(p, (0, 0.0))[1] for p in wanted)
+
+
+def measure_with_cpu(server: Server, seconds: float, warmup: float) -> tuple[float, float]:
+    """(requests per second, requests per server CPU-second) from one wrk run on ``/``.
+
+    The second figure holds still on a busy machine: it counts only the CPU time the
+    server's processes really got."""
+    url = f"http://127.0.0.1:{server.port}/"
+    base = ["wrk", "-t1", f"-c{HTTP_CONNECTIONS}", "--timeout", "5s"]
+    if warmup > 0:
+        run(pinned(LOAD_CORE, [*base, f"-d{max(1, round(warmup))}s", url]))
+    before = tree_cpu_seconds(server.proc.pid)
+    proc = run(pinned(LOAD_CORE, [*base, f"-d{max(1, round(seconds))}s", url]))
+    cpu = tree_cpu_seconds(server.proc.pid) - before
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", proc.stdout)
+    count = re.search(r"(\d+) requests in", proc.stdout)
+    if not rate or not count:
+        raise SystemExit(f"bench: cannot read wrk's output:\n{proc.stdout}")
+    if re.search(r"Socket errors|Non-2xx", proc.stdout):
+        log("  wrk reported errors")
+    return float(rate.group(1)), int(count.group(1)) / max(cpu, 1e-9)
+
+
 def idle_kb_per_connection(server: Server, connections: int, paths: Paths) -> float:
     """Server RSS growth per idle keep-alive connection, once the server has settled."""
     pid = server_pid(server)
