@@ -35,6 +35,16 @@ _log = logging.getLogger("pymongoose")
 _getrefcount: Optional[Callable[[object], int]] = getattr(sys, "getrefcount", None)
 _UNSHARED_REFS = 2
 
+
+def _always_shared(_view: object) -> int:
+    """PyPy's stand-in for sys.getrefcount: every view counts as kept by its handler."""
+    return _UNSHARED_REFS + 1
+
+
+#: sys.getrefcount, or on PyPy a function saying every view was kept: one call, no test,
+#: on the per-message path.
+refcount: Callable[[object], int] = _getrefcount or _always_shared
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 _def_extern: Callable[..., Callable[[_F], _F]] = ffi.def_extern
 

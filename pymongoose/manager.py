@@ -17,7 +17,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import _dispatch, dns, sntp
-from ._dispatch import _UNSHARED_REFS, _getrefcount
+from ._dispatch import _UNSHARED_REFS, _getrefcount, refcount
 from ._ffi import NULL, ffi, lib, mg_str_bytes
 from ._handler_failure import answer_failed_request
 from ._interest import ALL_EVENTS, interest_mask, mask_events
@@ -41,7 +41,7 @@ from .constants import (
 )
 from .errors import ConnectError, ListenError, ManagerClosedError, UnknownSchemeError
 from .limits import Limits, apply_limits
-from .messages import QUEUED, HttpMessage, QueuedWsMessage, WsMessage, _MessageView
+from .messages import HttpMessage, QueuedWsMessage, WsMessage, _MessageView
 from .mqtt import MQTT_MAX_PACKET_SIZE, MqttMessage, MqttProperties
 from .mqtt import client as _mqtt
 from .timers import Timer, TimerCallback
@@ -361,7 +361,9 @@ class Manager:
         view = self._ws_view
         if view is not None:
             self._ws_view = None
-            view._raw = QUEUED  # valid again (its slots are filled before each use)
+            view._renew()
+        else:
+            view = QueuedWsMessage()
         conn: Any = _NO_CONNECTION
         last_id = start = 0
         ws_msg = MG_EV_WS_MSG
@@ -385,8 +387,6 @@ class Manager:
                 except Exception as exc:
                     self._report(exc, conn, ev)
                 continue
-            if view is None:
-                view = QueuedWsMessage()
             view.data = payloads[begin:end]  # QueuedWsMessage._fill, inlined
             view.flags = flags
             try:
@@ -396,12 +396,11 @@ class Manager:
             except BaseException:
                 view._expire()
                 raise
-            if _getrefcount is None or _getrefcount(view) > _UNSHARED_REFS:
+            if refcount(view) > _UNSHARED_REFS:
                 view._expire()  # kept by the handler: it expires now, the next gets a new one
-                view = None
-        if view is not None:
-            view._expire()
-            self._ws_view = view
+                view = QueuedWsMessage()
+        view._expire()
+        self._ws_view = view
 
     def _call(self, handler: EventHandler, conn: Connection, ev: int, data: Any) -> None:
         try:

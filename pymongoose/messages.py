@@ -228,8 +228,9 @@ class QueuedWsMessage(WsMessage):
     """A WsMessage delivered from a batch (Manager._drain), its payload already bytes.
 
     ``data`` and ``flags`` are plain slots here, read without a property call: the
-    per-message path. Expiring the view empties them, and reading them then raises
-    MessageExpiredError (through ``__getattr__``, which runs only when a slot is empty).
+    per-message path. Expiring the view empties them and turns it into an
+    _ExpiredWsMessage, whose ``data`` and ``flags`` raise MessageExpiredError. (No
+    ``__getattr__`` here: it would keep CPython from specialising the slot reads.)
     """
 
     __slots__ = ("data", "flags")
@@ -239,6 +240,8 @@ class QueuedWsMessage(WsMessage):
     def __init__(self) -> None:  # no super() chain: on PyPy this runs once per message
         self._raw = QUEUED
         self._typed = None
+        self.data = b""  # filled before each use; set so that _expire never meets a gap
+        self.flags = 0
 
     def _fill(self, data: bytes, flags: int) -> None:
         self.data = data
@@ -250,12 +253,28 @@ class QueuedWsMessage(WsMessage):
         self._raw = None
         try:  # noqa: SIM105 - a with statement costs more here, once per message on PyPy
             del self.data, self.flags
-        except AttributeError:  # already expired
+        except AttributeError:  # already expired: its class's properties refuse
             pass
+        self.__class__ = _ExpiredWsMessage
 
-    def __getattr__(self, name: str) -> Any:
-        if name in ("data", "flags"):
-            raise MessageExpiredError(
-                "WsMessage is only valid inside the event handler that received it; copy "
-                "what you need (e.g. data) before returning")
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    def _renew(self) -> None:
+        """Make an expired view usable again for the next batch (its slots are filled
+        before each use)."""
+        self.__class__ = QueuedWsMessage
+        self._raw = QUEUED
+        self.data = b""
+        self.flags = 0
+
+
+def _expired_read(self: QueuedWsMessage) -> Any:
+    raise MessageExpiredError(
+        "WsMessage is only valid inside the event handler that received it; copy "
+        "what you need (e.g. data) before returning")
+
+
+class _ExpiredWsMessage(QueuedWsMessage):
+    """A QueuedWsMessage whose handler has returned: reading its payload raises."""
+
+    __slots__ = ()
+    data = property(_expired_read)
+    flags = property(_expired_read)

@@ -42,6 +42,7 @@ class Frame:
 
     first_byte: int
     payload: bytes
+    masked: bool = False  # it came masked (a client's frame), unmasked here
 
     @property
     def op(self) -> int:
@@ -84,7 +85,7 @@ def parse_frames(raw: bytes) -> tuple[list[Frame], bytes]:
         payload = raw[pos:pos + size]
         if mask:
             payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        frames.append(Frame(b0, payload))
+        frames.append(Frame(b0, payload, bool(mask)))
         at = pos + size
     return frames, raw[at:]
 
