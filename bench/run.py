@@ -294,6 +294,11 @@ def server_pid(server: Server) -> int:
 
 def wrk(port: int, workload: Workload, seconds: float, paths: Paths) -> float:
     """Requests per second from one wrk run against ``port``."""
+    return wrk_run(port, workload, seconds, paths)[0]
+
+
+def wrk_run(port: int, workload: Workload, seconds: float, paths: Paths) -> tuple[float, int]:
+    """(requests per second, requests) from one wrk run against ``port``."""
     url = f"http://127.0.0.1:{port}/"
     if workload.name == "static":
         url += "file.bin"
@@ -302,12 +307,13 @@ def wrk(port: int, workload: Workload, seconds: float, paths: Paths) -> float:
         cmd += ["-s", str(paths.post_lua)]
     proc = run(pinned(LOAD_CORE, [*cmd, url]))
     match = re.search(r"Requests/sec:\s+([\d.]+)", proc.stdout)
-    if not match:
+    count = re.search(r"(\d+) requests in", proc.stdout)
+    if not match or not count:
         raise SystemExit(f"bench: cannot read wrk's output:\n{proc.stdout}")
     errors = re.search(r"Socket errors: (.*)|Non-2xx or 3xx responses: (\d+)", proc.stdout)
     if errors:
         log(f"  wrk reported errors: {errors.group(0)}")
-    return float(match.group(1))
+    return float(match.group(1)), int(count.group(1))
 
 
 def ws_run(port: int, seconds: float, warmup: float, paths: Paths,
@@ -323,19 +329,24 @@ def ws_run(port: int, seconds: float, warmup: float, paths: Paths,
     return result
 
 
-def ws_load(port: int, seconds: float, warmup: float, paths: Paths) -> float:
-    """Echoed messages per second from bench/loadgen's WebSocket mode."""
-    return float(ws_run(port, seconds, warmup, paths)["msgs_per_sec"])
-
-
 def measure(workload: Workload, server: Server, seconds: float, warmup: float,
-            paths: Paths) -> float:
-    """One measurement of ``workload`` against a running server."""
-    if workload.name == "ws":
-        return ws_load(server.port, seconds, warmup, paths)
+            paths: Paths) -> tuple[float, float]:
+    """One measurement of ``workload`` against a running server: (operations per second,
+    operations per second of CPU time the server's processes got). The second holds
+    still on a shared machine, where the first swings with what the neighbours run."""
     if warmup > 0:
-        wrk(server.port, workload, warmup, paths)
-    return wrk(server.port, workload, seconds, paths)
+        if workload.name == "ws":
+            ws_run(server.port, warmup, 0, paths)
+        else:
+            wrk(server.port, workload, warmup, paths)
+    before = tree_cpu_seconds(server.proc.pid)
+    if workload.name == "ws":
+        result = ws_run(server.port, seconds, 0, paths)
+        rate, count = float(result["msgs_per_sec"]), int(result["messages"])
+    else:
+        rate, count = wrk_run(server.port, workload, seconds, paths)
+    cpu = tree_cpu_seconds(server.proc.pid) - before
+    return rate, count / max(cpu, 1e-9)
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -541,6 +552,8 @@ class Result:
     values: list[float] = field(default_factory=list)
     vs_c: list[float] = field(default_factory=list)
     vs_cym: list[float] = field(default_factory=list)
+    per_cpu: list[float] = field(default_factory=list)  # operations per server CPU-second
+    per_cpu_vs_cym: list[float] = field(default_factory=list)
 
 
 def run_workload(workload: Workload, contenders: list[Contender], paths: Paths,
@@ -555,19 +568,23 @@ def run_workload(workload: Workload, contenders: list[Contender], paths: Paths,
         for rnd in range(settings.rounds):
             order = contenders if rnd % 2 == 0 else contenders[::-1]
             values: dict[str, float] = {}
+            per_cpu: dict[str, float] = {}
             for contender in order:
                 server = servers[contender.label]
                 if workload.name == "idle":
                     if rnd > 0:
                         continue
                     value = idle_kb_per_connection(server, settings.idle_connections, paths)
+                    cpu_note = ""
                 else:
                     first = rnd == 0
                     warm = settings.warmup * (contender.warmup_factor if first else 0.25)
-                    value = measure(workload, server, settings.duration, warm, paths)
+                    value, per_cpu[contender.label] = measure(
+                        workload, server, settings.duration, warm, paths)
+                    cpu_note = f"  ({per_cpu[contender.label]:,.0f} per CPU-s)"
                 values[contender.label] = value
                 log(f"  {workload.name} round {rnd + 1}/{settings.rounds}: "
-                    f"{contender.label:22s} {value:12,.1f} {workload.unit}")
+                    f"{contender.label:22s} {value:12,.1f} {workload.unit}{cpu_note}")
             for label, value in values.items():
                 res = results[label]
                 res.values.append(value)
@@ -575,6 +592,10 @@ def run_workload(workload: Workload, contenders: list[Contender], paths: Paths,
                     res.vs_c.append(value / values["C server"])
                 if values.get("cymongoose"):
                     res.vs_cym.append(value / values["cymongoose"])
+                if label in per_cpu:
+                    res.per_cpu.append(per_cpu[label])
+                    if per_cpu.get("cymongoose"):
+                        res.per_cpu_vs_cym.append(per_cpu[label] / per_cpu["cymongoose"])
     return results
 
 
@@ -597,13 +618,17 @@ def table(report: dict[str, dict[str, dict[str, Optional[float]]]],
           header: str) -> str:
     """The markdown results table."""
     lines = [header, "",
-             "| workload | server | median | vs C server | vs cymongoose | target |",
-             "| --- | --- | ---: | ---: | ---: | --- |"]
+             "| workload | server | median | vs C server | vs cymongoose | per server CPU-s "
+             "| vs cymongoose, per CPU-s | target |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for workload in workloads:
         for label, row in report.get(workload.name, {}).items():
+            per_cpu = row.get("per_cpu")
             lines.append(
                 f"| {workload.title} | {label} | {fmt_value(row['value'], workload.unit)} "
                 f"{workload.unit} | {fmt_ratio(row['vs_c'])} | {fmt_ratio(row['vs_cym'])} | "
+                f"{fmt_value(per_cpu, workload.unit) if per_cpu else '-'} | "
+                f"{fmt_ratio(row.get('per_cpu_vs_cym'))} | "
                 f"{workload.targets.get(label, '')} |")
     for kind, counts in instructions.items():
         if not counts:
@@ -718,6 +743,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             label: {"value": median(r.values),
                     "vs_c": median(r.vs_c) if label != "C server" else None,
                     "vs_cym": median(r.vs_cym) if label != "cymongoose" else None,
+                    "per_cpu": median(r.per_cpu),
+                    "per_cpu_vs_cym": (median(r.per_cpu_vs_cym) if label != "cymongoose"
+                                       else None),
                     "rounds": r.values}  # type: ignore[dict-item]
             for label, r in results.items()
         }

@@ -29,7 +29,8 @@ from typing import Any, Callable, Optional
 
 import pytest
 from conftest import Server, serving
-from ws_frames import close_payload
+from ws_frames import Frame, close_payload
+from ws_frames import parse_frames as frames_and_rest
 
 from pymongoose import (
     MG_EV_ACCEPT,
@@ -851,36 +852,9 @@ def frame(first_byte: int, payload: bytes = b"", *, masked: bool = True,
     return head + MASK + bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
 
 
-@dataclass
-class Frame:
-    """A frame the server sent."""
-
-    fin: bool
-    op: int
-    payload: bytes
-
-
 def parse_frames(raw: bytes) -> list[Frame]:
     """The complete frames at the start of ``raw``."""
-    frames, at = [], 0
-    while len(raw) - at >= 2:
-        b0, b1 = raw[at], raw[at + 1]
-        size, pos = b1 & 0x7F, at + 2
-        if size == 126:
-            if len(raw) - pos < 2:
-                break
-            size, pos = struct.unpack_from("!H", raw, pos)[0], pos + 2
-        elif size == 127:
-            if len(raw) - pos < 8:
-                break
-            size, pos = struct.unpack_from("!Q", raw, pos)[0], pos + 8
-        if b1 & 0x80:
-            pos += 4  # servers never mask, but skip a mask if one is there
-        if len(raw) - pos < size:
-            break
-        frames.append(Frame(bool(b0 & FIN), b0 & 0x0F, raw[pos:pos + size]))
-        at = pos + size
-    return frames
+    return frames_and_rest(raw)[0]
 
 
 @dataclass(frozen=True)
