@@ -273,18 +273,23 @@ MONGOOSE_FIXES = [
         # Every frame a client sends is masked (RFC 6455 5.3): Mongoose unmasks it a
         # byte at a time, ~500 instructions of a 64-byte echo's ~1,100 in the C server.
         # Eight bytes at a time with the 4-byte key repeated twice does the same XOR
-        # (8 is a multiple of 4, so the tail continues with the right key byte).
+        # (8 is a multiple of 4, so the tail continues with the right key byte). The
+        # key is read only when there is a payload: for a header cut short, Mongoose's
+        # key pointer is 4 bytes before the buffer (the byte loop never read it).
         "WebSocket unmasking eight bytes at a time",
         """    for (i = 0; i < msg->data_len; i++) p[i] ^= m[i & 3];
 """,
-        """    uint32_t key32;  // pymongoose fix: eight bytes at a time
-    uint64_t key64, word;
-    memcpy(&key32, m, sizeof(key32));
-    key64 = ((uint64_t) key32 << 32) | key32;
-    for (i = 0; i + 8 <= msg->data_len; i += 8) {
-      memcpy(&word, p + i, sizeof(word));
-      word ^= key64;
-      memcpy(p + i, &word, sizeof(word));
+        """    i = 0;
+    if (msg->data_len >= 8) {  // pymongoose fix: eight bytes at a time
+      uint32_t key32;  // (read only with a payload: a header cut short has no key)
+      uint64_t key64, word;
+      memcpy(&key32, m, sizeof(key32));
+      key64 = ((uint64_t) key32 << 32) | key32;
+      for (; i + 8 <= msg->data_len; i += 8) {
+        memcpy(&word, p + i, sizeof(word));
+        word ^= key64;
+        memcpy(p + i, &word, sizeof(word));
+      }
     }
     for (; i < msg->data_len; i++) p[i] ^= m[i & 3];
 """,
@@ -294,14 +299,17 @@ MONGOOSE_FIXES = [
         "WebSocket masking of sent frames eight bytes at a time",
         """    for (i = 0; i < len; i++) p[i] ^= mask[i & 3];
 """,
-        """    uint32_t key32;  // pymongoose fix: eight bytes at a time
-    uint64_t key64, word;
-    memcpy(&key32, mask, sizeof(key32));
-    key64 = ((uint64_t) key32 << 32) | key32;
-    for (i = 0; i + 8 <= len; i += 8) {
-      memcpy(&word, p + i, sizeof(word));
-      word ^= key64;
-      memcpy(p + i, &word, sizeof(word));
+        """    i = 0;
+    if (len >= 8) {  // pymongoose fix: eight bytes at a time
+      uint32_t key32;
+      uint64_t key64, word;
+      memcpy(&key32, mask, sizeof(key32));
+      key64 = ((uint64_t) key32 << 32) | key32;
+      for (; i + 8 <= len; i += 8) {
+        memcpy(&word, p + i, sizeof(word));
+        word ^= key64;
+        memcpy(p + i, &word, sizeof(word));
+      }
     }
     for (; i < len; i++) p[i] ^= mask[i & 3];
 """,

@@ -13,6 +13,7 @@ import hashlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -154,3 +155,24 @@ def test_server_frames_are_not_masked(echo_server: Server) -> None:
         frames, _ = read_frames(sock, 1, rest)
     assert frames[0].payload == b"0123456789abcdef"
     assert not frames[0].masked  # a server must not mask (RFC 6455 5.1)
+
+
+@pytest.mark.parametrize("size", [0, 5, 8, 200, 70001])
+def test_frames_arriving_a_byte_at_a_time(echo_server: Server, size: int) -> None:
+    """Every cut of a frame's header reaches the unmasking code as an incomplete frame
+    first (a 16- or 64-bit length form cut short has no key yet): nothing is read
+    before the buffer (the sanitizer build checks), and the frame, once whole, echoes."""
+    payload = payload_of(size)
+    frame = client_frame(FIN | OP_BINARY, payload)
+    sock, _, rest = upgrade(echo_server.port)
+    with sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        head = 2 + 4 + (2 if 126 <= size < 65536 else 8 if size >= 65536 else 0)
+        for i in range(head):
+            sock.sendall(frame[i:i + 1])
+            time.sleep(0.01)  # separate reads on the server's side
+        sock.sendall(frame[head:])
+        frames, _ = read_frames(sock, 1, rest)
+    assert echo_server.errors == []
+    assert [f.payload for f in frames] == [payload]
+
