@@ -387,7 +387,7 @@ class Manager:
                 except Exception as exc:
                     self._report(exc, conn, ev)
                 continue
-            view.data = payloads[begin:end]  # QueuedWsMessage._fill, inlined
+            view.data = payloads[begin:end]
             view.flags = flags
             try:
                 handler(conn, ev, view)

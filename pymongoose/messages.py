@@ -177,24 +177,17 @@ class HttpMessage(_MessageView):
 class WsMessage(_MessageView):
     """A WebSocket message (``MG_EV_WS_MSG``) or control frame (``MG_EV_WS_CTL``).
 
-    Small messages reach Python in batches, already copied out of C: then the view
-    holds the payload itself, and still expires when its handler returns.
+    Small messages reach Python in batches, already copied out of C (and inflated
+    ones after permessage-deflate): then the view is a subclass that holds the payload
+    itself, and still expires when its handler returns.
     """
 
-    __slots__ = ("_flags", "_payload")
+    __slots__ = ()
     _CTYPE = ffi.typeof("struct mg_ws_message *")
-
-    def __init__(self, ptr: Any = None) -> None:
-        super().__init__(ptr)
-        self._payload: Optional[bytes] = None
-        self._flags = 0
 
     @property
     def data(self) -> bytes:
         """The payload, as bytes."""
-        payload = self._payload
-        if payload is not None:
-            return payload
         return mg_str_bytes(self._live().data)
 
     @property
@@ -205,8 +198,6 @@ class WsMessage(_MessageView):
     @property
     def flags(self) -> int:
         """The frame's first header byte: FIN bit (0x80) and opcode (low four bits)."""
-        if self._payload is not None:
-            return self._flags
         return int(self._live().flags)
 
     @property
@@ -225,7 +216,8 @@ QUEUED = object()
 
 
 class QueuedWsMessage(WsMessage):
-    """A WsMessage delivered from a batch (Manager._drain), its payload already bytes.
+    """A WsMessage that holds its payload as bytes: delivered from a batch
+    (Manager._drain), or inflated (permessage-deflate).
 
     ``data`` and ``flags`` are plain slots here, read without a property call: the
     per-message path. Expiring the view empties them and turns it into an
@@ -242,11 +234,6 @@ class QueuedWsMessage(WsMessage):
         self._typed = None
         self.data = b""  # filled before each use; set so that _expire never meets a gap
         self.flags = 0
-
-    def _fill(self, data: bytes, flags: int) -> None:
-        self.data = data
-        self.flags = flags
-        self._raw = QUEUED
 
     def _expire(self) -> None:
         """The handler returned: from now on every read raises MessageExpiredError."""

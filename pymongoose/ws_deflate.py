@@ -33,7 +33,7 @@ from .constants import (
 )
 from .errors import ConnectionClosedError
 from .limits import Limits
-from .messages import HttpMessage, WsMessage
+from .messages import HttpMessage, QueuedWsMessage
 
 __all__ = ["DeflateConnection", "PerMessageDeflate"]
 
@@ -377,10 +377,6 @@ class Codec:
         return data
 
 
-# A WsMessage view over an inflated payload: not C memory, but it expires all the same.
-_INFLATED = object()
-
-
 class _DeflateHandler:
     """Wraps a negotiated connection's handler: compressed messages arrive inflated."""
 
@@ -410,14 +406,13 @@ class _DeflateHandler:
                     return
                 if not self.wants_messages or inner is None:
                     return
-                view = WsMessage()
-                view._raw = _INFLATED
-                view._payload = payload
-                view._flags = flags & ~_RSV1
+                view = QueuedWsMessage()  # a view holding its own payload, as queued ones do
+                view.data = payload
+                view.flags = flags & ~_RSV1
                 try:
                     inner(conn, ev, view)
                 finally:
-                    view._raw = view._payload = None
+                    view._expire()
                 return
             if not self.wants_messages:
                 return  # forced on only to keep the inflater in step
