@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -338,6 +339,50 @@ def fixed_mongoose_c(source_dir: Path) -> Path:
     return target
 
 
+#: C functions whose cffi wrapper keeps the GIL across the call, on CPython (PyPy calls
+#: C directly, never through these wrappers). cffi releases and retakes the GIL around
+#: every call: about 400 instructions, 6% of a WebSocket echo. Only functions on the
+#: per-message paths are listed, and each must return in bounded time without waiting:
+#: no poll, no wait on a file or a lock; a send() on a non-blocking socket is allowed.
+#: (One that calls back into Python would still be safe: cffi's callbacks take the GIL
+#: re-entrantly.)
+GIL_KEPT = (
+    "pymg_ws_send", "mg_ws_send", "pymg_http_reply", "mg_send", "pymg_asgi_send",
+    "pymg_conn_flags", "mg_mqtt_pub", "pymg_mqtt_version",
+)
+
+
+GIL_KEPT_MARK = "/* pymongoose: the GIL is kept (build_ffi.GIL_KEPT) */"
+
+
+def keep_gil(c_source: str, names: tuple[str, ...] = GIL_KEPT) -> tuple[str, list[str]]:
+    """cffi's generated C with the GIL release taken out of ``names``' wrappers.
+
+    Returns the new text and the names whose wrapper was found in neither cffi's usual
+    shape nor already edited.
+    """
+    missing = []
+    for name in names:
+        call = (r"  _cffi_restore_errno\(\);\n  \{ (?:result = )?" + re.escape(name)
+                + r"\([^;]*\); \}\n  _cffi_save_errno\(\);\n")
+        released = re.compile(f"  Py_BEGIN_ALLOW_THREADS\\n({call})  Py_END_ALLOW_THREADS\\n")
+        c_source, count = released.subn(lambda m: f"  {GIL_KEPT_MARK}\n{m.group(1)}", c_source)
+        if count != 1 and not re.search(re.escape(GIL_KEPT_MARK) + r"\n" + call, c_source):
+            missing.append(name)
+    return c_source, missing
+
+
+def keep_gil_in_file(c_file: Path, names: tuple[str, ...] = GIL_KEPT) -> None:
+    """Apply :func:`keep_gil` to the C file cffi generated; a build step of setup.py."""
+    text = c_file.read_text(encoding="utf-8")
+    edited, missing = keep_gil(text, names)
+    if missing:
+        _log("the GIL is released around these calls after all (cffi's generated "
+             f"wrapper has a shape this build does not know): {', '.join(missing)}")
+    if edited != text:
+        c_file.write_text(edited, encoding="utf-8")
+
+
 def _read_cdefs() -> str:
     return "\n".join((CSRC / name).read_text() for name in CDEF_HEADERS)
 
@@ -410,6 +455,7 @@ def ffibuilder() -> FFI:
 
 
 if __name__ == "__main__":
-    # Development build in place: `python build_ffi.py` (run from the project folder).
+    # Development build in place: `python build_ffi.py`. Through setup.py, so that it is
+    # the build pip makes (GIL_KEPT included).
     os.chdir(ROOT)
-    ffibuilder().compile(tmpdir=".", verbose=True)
+    sys.exit(subprocess.call([sys.executable, "setup.py", "build_ext", "--inplace"]))

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import setuptools
-from setuptools import setup
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 from setuptools.command.sdist import sdist
 
 #: pyproject.toml's [build-system] requires, checked here because an installer run with
@@ -65,6 +66,20 @@ class SdistWithMongoose(sdist):
             shutil.copyfile(source / name, target)
 
 
+class BuildExtKeepingGil(build_ext):
+    """Compile cffi's generated C after taking the GIL release out of the hot calls'
+    wrappers (``build_ffi.GIL_KEPT``). cffi generates that file just before this runs."""
+
+    def build_extension(self, ext: Extension) -> None:
+        if ext.name == "pymongoose._mongoose_cffi" and ext.sources[0].endswith(".c"):
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from build_ffi import keep_gil_in_file
+
+            keep_gil_in_file(Path(ext.sources[0]))
+        super().build_extension(ext)
+
+
 if __name__ == "__main__":
     check_build_requirements()
-    setup(cffi_modules=["build_ffi.py:ffibuilder"], cmdclass={"sdist": SdistWithMongoose})
+    setup(cffi_modules=["build_ffi.py:ffibuilder"],
+          cmdclass={"sdist": SdistWithMongoose, "build_ext": BuildExtKeepingGil})
