@@ -18,6 +18,7 @@ import os
 import shutil
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -120,7 +121,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 per_cpu[label].append(this_cpu[label])
                 cpu_ratios[label].append(this_cpu[label] / best_cpu)
     lines = [
-        f"Measured {harness.time.strftime('%Y-%m-%d')} on {harness.platform_line()}; "
+        f"Measured {time.strftime('%Y-%m-%d')} on {harness.platform_line()}; "
         f"{rounds} alternating rounds of {duration:g} s, wrk -t1 -c50 on CPU 1, "
         f"servers on CPU {harness.SERVER_CORE}, {args.workers} worker(s) each.",
         "",

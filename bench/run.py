@@ -292,18 +292,21 @@ def server_pid(server: Server) -> int:
 # -- load generators --------------------------------------------------------------------
 
 
-def wrk(port: int, workload: Workload, seconds: float, paths: Paths) -> float:
+def wrk(port: int, workload: Workload, seconds: float, paths: Optional[Paths]) -> float:
     """Requests per second from one wrk run against ``port``."""
     return wrk_run(port, workload, seconds, paths)[0]
 
 
-def wrk_run(port: int, workload: Workload, seconds: float, paths: Paths) -> tuple[float, int]:
-    """(requests per second, requests) from one wrk run against ``port``."""
+def wrk_run(port: int, workload: Workload, seconds: float,
+            paths: Optional[Paths]) -> tuple[float, int]:
+    """(requests per second, requests) from one wrk run against ``port``. ``paths`` is
+    needed only by the POST workload (its Lua script)."""
     url = f"http://127.0.0.1:{port}/"
     if workload.name == "static":
         url += "file.bin"
     cmd = ["wrk", "-t1", f"-c{HTTP_CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--timeout", "5s"]
     if workload.name == "post":
+        assert paths is not None, "the POST workload needs the paths of its Lua script"
         cmd += ["-s", str(paths.post_lua)]
     proc = run(pinned(LOAD_CORE, [*cmd, url]))
     match = re.search(r"Requests/sec:\s+([\d.]+)", proc.stdout)
@@ -330,17 +333,20 @@ def ws_run(port: int, seconds: float, warmup: float, paths: Paths,
 
 
 def measure(workload: Workload, server: Server, seconds: float, warmup: float,
-            paths: Paths) -> tuple[float, float]:
+            paths: Optional[Paths]) -> tuple[float, float]:
     """One measurement of ``workload`` against a running server: (operations per second,
     operations per second of CPU time the server's processes got). The second holds
-    still on a shared machine, where the first swings with what the neighbours run."""
+    still on a shared machine, where the first swings with what the neighbours run.
+    ``paths`` may be None for the HTTP hello workload."""
     if warmup > 0:
         if workload.name == "ws":
+            assert paths is not None, "the WebSocket workload needs the load generator's path"
             ws_run(server.port, warmup, 0, paths)
         else:
             wrk(server.port, workload, warmup, paths)
     before = tree_cpu_seconds(server.proc.pid)
     if workload.name == "ws":
+        assert paths is not None, "the WebSocket workload needs the load generator's path"
         result = ws_run(server.port, seconds, 0, paths)
         rate, count = float(result["msgs_per_sec"]), int(result["messages"])
     else:
@@ -374,24 +380,10 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 def measure_with_cpu(server: Server, seconds: float, warmup: float) -> tuple[float, float]:
-    """(requests per second, requests per server CPU-second) from one wrk run on ``/``.
-
-    The second figure holds still on a busy machine: it counts only the CPU time the
-    server's processes really got."""
-    url = f"http://127.0.0.1:{server.port}/"
-    base = ["wrk", "-t1", f"-c{HTTP_CONNECTIONS}", "--timeout", "5s"]
-    if warmup > 0:
-        run(pinned(LOAD_CORE, [*base, f"-d{max(1, round(warmup))}s", url]))
-    before = tree_cpu_seconds(server.proc.pid)
-    proc = run(pinned(LOAD_CORE, [*base, f"-d{max(1, round(seconds))}s", url]))
-    cpu = tree_cpu_seconds(server.proc.pid) - before
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", proc.stdout)
-    count = re.search(r"(\d+) requests in", proc.stdout)
-    if not rate or not count:
-        raise SystemExit(f"bench: cannot read wrk's output:\n{proc.stdout}")
-    if re.search(r"Socket errors|Non-2xx", proc.stdout):
-        log("  wrk reported errors")
-    return float(rate.group(1)), int(count.group(1)) / max(cpu, 1e-9)
+    """(requests per second, requests per server CPU-second) from one wrk run on ``/``:
+    :func:`measure` with the HTTP hello workload (the WSGI and ASGI benches' apps)."""
+    hello = next(w for w in WORKLOADS if w.name == "hello")
+    return measure(hello, server, seconds, warmup, None)
 
 
 def idle_kb_per_connection(server: Server, connections: int, paths: Paths) -> float:
@@ -412,7 +404,7 @@ def idle_kb_per_connection(server: Server, connections: int, paths: Paths) -> fl
         line = gen.stdout.readline()
         if not line:
             raise SystemExit("bench: the idle-connection generator exited early")
-        ready = json.loads(line)["ready"]
+        ready = int(json.loads(line)["ready"])
         # Give every server the same 3 s to reach its idle steady state (pymongoose frees
         # idle buffers after one to two seconds), then read RSS.
         time.sleep(IDLE_SETTLE_SECONDS)

@@ -43,15 +43,6 @@ _pymg_ws_send = lib.pymg_ws_send
 #: none has, ws_send skips looking for one.
 _wake_hooks = 0
 
-
-def _ws_payload(data: object) -> Any:
-    """What ws_send passes to C for anything but bytes: str as UTF-8, buffers as they are."""
-    if type(data) is str:
-        return data.encode("utf-8")
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
-    return ffi.from_buffer(data)
-
 _F_LISTENING = lib.PYMG_LISTENING
 _F_CLIENT = lib.PYMG_CLIENT
 _F_UDP = lib.PYMG_UDP
@@ -699,7 +690,7 @@ class Connection:
         if c is None:
             raise ConnectionClosedError(f"connection {self._id} is closed")
         if type(data) is not bytes:  # the per-message path is bytes: one test for it
-            data = _ws_payload(data)
+            data = _as_send_buffer(data)
         queued: int = _pymg_ws_send(c, data, len(data), op)  # the opcode is checked in C
         if queued < 0:
             raise ValueError(f"op must be one of the WEBSOCKET_OP_* codes, not {op!r}")

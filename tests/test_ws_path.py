@@ -94,8 +94,17 @@ def test_views_of_one_batch_are_reused_only_when_not_kept() -> None:
     assert ids[2] != ids[1]  # the kept one was replaced, never handed out again
 
 
+class _Text(str):
+    """A str subclass: send() took one, and ws_send() must too (it once refused it)."""
+
+
+class _Bytes(bytes):
+    """A bytes subclass, which is not the exact-bytes fast path."""
+
+
 @pytest.mark.parametrize("payload", ["text ✓", b"bytes", bytearray(b"bytearray"),
-                                     memoryview(b"memoryview")])
+                                     memoryview(b"memoryview"), _Text("subclass ✓"),
+                                     _Bytes(b"bytes subclass")])
 def test_ws_send_accepts_str_and_buffers(payload: Any) -> None:
     def handler(conn: Connection, ev: int, data: Any) -> None:
         if ev == MG_EV_HTTP_MSG:
