@@ -16,6 +16,7 @@ bench/out/results.{md,json} and bench/out/chart.png.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
@@ -27,6 +28,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -264,7 +266,12 @@ def started(cmd: list[str], what: str, *, wrap: Sequence[str] = (),
     proc = subprocess.Popen(pinned(SERVER_CORE, [*wrap, *cmd]), stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, preexec_fn=raise_fd_limit)
     try:
-        yield Server(proc, read_port(proc, timeout, what))
+        server = Server(proc, read_port(proc, timeout, what))
+        # Keep reading what it prints (Mongoose logs every socket error the load's
+        # disconnects cause): a full pipe would stop the server in write().
+        assert proc.stdout is not None
+        threading.Thread(target=collections.deque, args=(proc.stdout, 0), daemon=True).start()
+        yield server
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
