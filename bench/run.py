@@ -299,11 +299,6 @@ def server_pid(server: Server) -> int:
 # -- load generators --------------------------------------------------------------------
 
 
-def wrk(port: int, workload: Workload, seconds: float, paths: Optional[Paths]) -> float:
-    """Requests per second from one wrk run against ``port``."""
-    return wrk_run(port, workload, seconds, paths)[0]
-
-
 def wrk_run(port: int, workload: Workload, seconds: float,
             paths: Optional[Paths]) -> tuple[float, int]:
     """(requests per second, requests) from one wrk run against ``port``. ``paths`` is
@@ -345,19 +340,17 @@ def measure(workload: Workload, server: Server, seconds: float, warmup: float,
     operations per second of CPU time the server's processes got). The second holds
     still on a shared machine, where the first swings with what the neighbours run.
     ``paths`` may be None for the HTTP hello workload."""
-    if warmup > 0:
+    def load(duration: float) -> tuple[float, int]:
         if workload.name == "ws":
-            assert paths is not None, "the WebSocket workload needs the load generator's path"
-            ws_run(server.port, warmup, 0, paths)
-        else:
-            wrk(server.port, workload, warmup, paths)
+            assert paths is not None, "the WebSocket workload needs the load generator"
+            result = ws_run(server.port, duration, 0, paths)
+            return float(result["msgs_per_sec"]), int(result["messages"])
+        return wrk_run(server.port, workload, duration, paths)
+
+    if warmup > 0:
+        load(warmup)
     before = tree_cpu_seconds(server.proc.pid)
-    if workload.name == "ws":
-        assert paths is not None, "the WebSocket workload needs the load generator's path"
-        result = ws_run(server.port, seconds, 0, paths)
-        rate, count = float(result["msgs_per_sec"]), int(result["messages"])
-    else:
-        rate, count = wrk_run(server.port, workload, seconds, paths)
+    rate, count = load(seconds)
     cpu = tree_cpu_seconds(server.proc.pid) - before
     return rate, count / max(cpu, 1e-9)
 

@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from conftest import serving
+from net_helpers import poll_until
+from test_lifetime import port_of
 from ws_frames import FIN, OP_BINARY, client_frame, read_frames, upgrade
 
 from pymongoose import Connection, Manager
@@ -63,12 +66,6 @@ def other_thread_ran_during(calls: Callable[[], None]) -> bool:
         sys.setswitchinterval(previous)
 
 
-def port_of(listener: Connection) -> int:
-    address = listener.local_addr
-    assert address is not None
-    return address[1]
-
-
 @pytest.fixture
 def client_c() -> Iterator[Any]:
     """The C connection of a connected TCP client, on 127.0.0.1."""
@@ -82,9 +79,7 @@ def client_c() -> Iterator[Any]:
     try:
         listener = manager.listen("tcp://127.0.0.1:0")
         client = manager.connect(f"tcp://127.0.0.1:{port_of(listener)}")
-        deadline = time.monotonic() + 5
-        while not connected and time.monotonic() < deadline:
-            manager.poll(10)
+        poll_until(manager, lambda: bool(connected), what="MG_EV_CONNECT")
         assert connected == [client]
         yield client._c
     finally:
@@ -140,32 +135,27 @@ def test_a_websocket_echo_works_with_other_threads_busy() -> None:
         elif ev == lib.MG_EV_WS_MSG:
             conn.ws_send(data.data, lib.WEBSOCKET_OP_BINARY)
 
-    manager = Manager(echo)
-    listener = manager.listen("http://127.0.0.1:0")
     stop = threading.Event()
 
     def spin() -> None:
         while not stop.is_set():
             pass
 
-    def poll_until_stopped() -> None:
-        while not stop.is_set():
-            manager.poll(10)
-
-    threads = [threading.Thread(target=spin), threading.Thread(target=spin),
-               threading.Thread(target=poll_until_stopped)]
-    for thread in threads:
-        thread.start()
-    try:
-        sock, _, rest = upgrade(port_of(listener))
-        with sock:
-            for size in (0, 5, 125, 126, 70_000):
-                payload = bytes(i % 251 for i in range(size))
-                sock.sendall(client_frame(FIN | OP_BINARY, payload))
-                frames, rest = read_frames(sock, 1, rest)
-                assert [(f.op, f.fin, f.payload) for f in frames] == [(OP_BINARY, True, payload)]
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-        manager.close()
+    busy = [threading.Thread(target=spin), threading.Thread(target=spin)]
+    with serving(echo) as server:
+        for thread in busy:
+            thread.start()
+        try:
+            sock, _, rest = upgrade(server.port)
+            with sock:
+                for size in (0, 5, 125, 126, 70_000):
+                    payload = bytes(i % 251 for i in range(size))
+                    sock.sendall(client_frame(FIN | OP_BINARY, payload))
+                    frames, rest = read_frames(sock, 1, rest)
+                    assert [(f.op, f.fin, f.payload) for f in frames] == \
+                        [(OP_BINARY, True, payload)]
+        finally:
+            stop.set()
+            for thread in busy:
+                thread.join()
+    assert server.errors == []
