@@ -439,10 +439,11 @@ class Manager:
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         timer = Timer(self, next(self._timer_ids), callback, bool(repeat))
+        self._timers[timer.id] = timer  # before C can fire it
         if not lib.pymg_timer_add(m, timer.id, milliseconds, int(bool(repeat)),
                                   int(bool(run_now))):
+            del self._timers[timer.id]
             raise MemoryError("cannot allocate a Mongoose timer")
-        self._timers[timer.id] = timer
         return timer
 
     def _cancel_timer(self, timer_id: int) -> None:

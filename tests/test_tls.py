@@ -201,11 +201,25 @@ def test_https_listener_without_certificate_refuses_connections(certs: Certs) ->
 
 
 def test_tls_free_on_listener_stops_tls_for_new_connections(certs: Certs) -> None:
-    with serving(hello, "https://127.0.0.1:0", tls=certs.server_opts()) as server:
+    # The Manager belongs to the poll thread: the test thread only sets an Event, and
+    # a timer made before polling starts calls tls_free() there.
+    wanted, done = threading.Event(), threading.Event()
+    listeners: list[Connection] = []
+
+    def free_tls_when_wanted() -> None:
+        if wanted.is_set() and not done.is_set():
+            listeners[0].tls_free()
+            done.set()
+
+    def setup(manager: Manager) -> None:
+        listeners.extend(c for c in manager.connections if c.is_listening)
+        manager.timer_add(5, free_tls_when_wanted, repeat=True)
+
+    with serving(hello, "https://127.0.0.1:0", setup=setup,
+                 tls=certs.server_opts()) as server:
         url = f"https://127.0.0.1:{server.port}/"
         assert https_get(url, verify=str(certs.ca), timeout=TIMEOUT).ok
-        done = threading.Event()
-        server.manager.timer_add(0, lambda: (server.listener.tls_free(), done.set()))
+        wanted.set()
         assert done.wait(TIMEOUT)
         with pytest.raises(requests.exceptions.ConnectionError):
             requests.get(url, verify=str(certs.ca), timeout=TIMEOUT)
