@@ -58,6 +58,7 @@ from .errors import (
     ManagerClosedError,
     MessageExpiredError,
     PymongooseError,
+    WrongThreadError,
 )
 from .limits import Limits
 from .manager import ALL_EVENTS, Manager
@@ -153,6 +154,7 @@ __all__ = [
     "RpcReq",
     "Timer",
     "TlsOpts",
+    "WrongThreadError",
     "WsMessage",
     "__version__",
     "base64_decode",

@@ -10,6 +10,7 @@ __all__ = [
     "MessageExpiredError",
     "PymongooseError",
     "UnknownSchemeError",
+    "WrongThreadError",
 ]
 
 
@@ -50,3 +51,10 @@ class ConnectionClosedError(PymongooseError, RuntimeError):
 class MessageExpiredError(PymongooseError, RuntimeError):
     """A message view was used after the event handler that received it returned."""
 
+
+class WrongThreadError(PymongooseError, RuntimeError):
+    """A Manager was used from one thread while another thread was polling it.
+
+    A Manager and its connections belong to the thread that polls them; other threads
+    hand work over with :meth:`Manager.wakeup <pymongoose.Manager.wakeup>`.
+    """

@@ -39,7 +39,13 @@ from .constants import (
     PYMG_EV_HTTP_BODY,
     event_name,
 )
-from .errors import ConnectError, ListenError, ManagerClosedError, UnknownSchemeError
+from .errors import (
+    ConnectError,
+    ListenError,
+    ManagerClosedError,
+    UnknownSchemeError,
+    WrongThreadError,
+)
 from .limits import Limits, apply_limits
 from .messages import HttpMessage, QueuedWsMessage, WsMessage, _MessageView
 from .mqtt import MQTT_MAX_PACKET_SIZE, MqttMessage, MqttProperties
@@ -224,7 +230,9 @@ class Manager:
     one handler, ``infer_events=False`` to every handler of this Manager.
 
     A Manager and its connections belong to the thread that polls it; from other threads
-    use :meth:`wakeup` (with ``enable_wakeup=True``).
+    use :meth:`wakeup` (with ``enable_wakeup=True``), :meth:`close` or
+    :meth:`Timer.cancel`. Other Manager calls from another thread while one polls raise
+    :class:`WrongThreadError`.
 
     ``dns_server`` (``udp://IP:port``) is the server host names are looked up with
     (default: the first nameserver of /etc/resolv.conf), ``dns_timeout_ms`` how long a
@@ -259,6 +267,7 @@ class Manager:
         self._opening: tuple[Optional[EventHandler], int] = (None, 0)
         self._depth = 0  # > 0 while C is inside a call that may dispatch events
         self._polling = False
+        self._poller = 0  # threading.get_ident() of the thread that polls (or last did)
         self._closing = False
         self._close_requested = False
         # Called (when set) after a method queued work that only a poll carries out:
@@ -447,13 +456,16 @@ class Manager:
         return timer
 
     def _cancel_timer(self, timer_id: int) -> None:
+        """Forget a timer. C unlinks it now when called on the thread that polls (or
+        before any poll); from another thread, at its next firing, on the polling thread."""
         self._timers.pop(timer_id, None)
-        if self._m is not None:
+        if self._m is not None and self._poller in (0, threading.get_ident()):
             lib.pymg_timer_cancel(self._m, timer_id)
 
     def _fire_timer(self, timer_id: int) -> None:
         timer = self._timers.get(timer_id)
-        if timer is None:
+        if timer is None:  # cancelled from another thread: unlink it here
+            lib.pymg_timer_cancel(self._m, timer_id)
             return
         if not timer._repeat:
             del self._timers[timer_id]
@@ -466,10 +478,22 @@ class Manager:
     # -- state --------------------------------------------------------------------------
 
     def _live(self) -> Any:
+        """The C manager, for a call from the thread that owns this Manager."""
         m = self._m
         if m is None or self._closing:
             raise ManagerClosedError("this Manager is closed")
+        if self._polling and self._poller != threading.get_ident():
+            raise self._wrong_thread()
         return m
+
+    def _wrong_thread(self, prefix: str = "") -> WrongThreadError:
+        poller = next((t.name for t in threading.enumerate() if t.ident == self._poller),
+                      f"#{self._poller}")
+        return WrongThreadError(
+            f"{prefix}thread {threading.current_thread().name!r} used this Manager while thread "
+            f"{poller!r} polls it: a Manager and its connections belong to the thread "
+            "that polls them; from other threads use wakeup() (Manager(enable_wakeup="
+            "True)) or close()")
 
     def _settle(self) -> None:
         """Carry out a close() that a handler asked for while C was busy."""
@@ -508,6 +532,8 @@ class Manager:
         m = self._m
         if m is None:
             return ()
+        if self._polling and self._poller != threading.get_ident():
+            raise self._wrong_thread()
         found = []
         c = lib.pymg_next_conn(m, NULL)
         while c != NULL:
@@ -522,7 +548,10 @@ class Manager:
     @property
     def wakeup_id(self) -> int:
         """Id of the internal wakeup connection, or 0 without ``enable_wakeup``."""
-        return int(lib.pymg_wakeup_id(self._live()))
+        m = self._m
+        if m is None or self._closing:
+            raise ManagerClosedError("this Manager is closed")
+        return int(lib.pymg_wakeup_id(m))
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -537,9 +566,12 @@ class Manager:
         if type(timeout_ms) is not int or timeout_ms < 0:
             _check_timeout(timeout_ms)
         if self._polling:
+            if self._poller != threading.get_ident():
+                raise self._wrong_thread("poll() is not reentrant: ")
             raise RuntimeError("poll() is not reentrant: it cannot be called from inside an "
-                               "event handler, nor while another thread polls this Manager")
+                               "event handler")
         self._polling = True
+        self._poller = threading.get_ident()
         try:
             queued = _pymg_poll(m, timeout_ms)
             if queued:
@@ -598,6 +630,8 @@ class Manager:
         """
         if self._m is None:
             return True
+        if self._polling and self._poller != threading.get_ident():
+            raise self._wrong_thread()
         if self._polling or self._depth:
             raise RuntimeError("shutdown() cannot be called from inside an event handler")
         deadline = time.monotonic() + max(0.0, float(timeout))
@@ -909,7 +943,9 @@ class Manager:
         there was no memory to queue it, or (with a RuntimeWarning, as cymongoose returns
         False there) that wakeup is not enabled. ``data`` is at most 1 MiB.
         """
-        m = self._live()
+        m = self._m
+        if m is None or self._closing:
+            raise ManagerClosedError("this Manager is closed")
         if not self._wakeup_enabled:
             warnings.warn("wakeup() needs Manager(enable_wakeup=True); nothing was sent",
                           RuntimeWarning, stacklevel=2)

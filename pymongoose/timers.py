@@ -53,7 +53,8 @@ class Timer:
         return self._callback
 
     def cancel(self) -> None:
-        """Stop the timer; safe to call twice and from inside its own callback."""
+        """Stop the timer; safe to call twice, from inside its own callback, and from any
+        thread (from another thread, a firing already under way may still finish)."""
         if self._active:
             self._active = False
             self._manager._cancel_timer(self._id)

@@ -8,9 +8,10 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import requests
 
-from pymongoose import MG_EV_HTTP_MSG, MG_EV_WAKEUP, Connection, Manager
+from pymongoose import MG_EV_HTTP_MSG, MG_EV_WAKEUP, Connection, Manager, WrongThreadError
 
 TIMEOUT = 30.0
 
@@ -257,3 +258,94 @@ def test_wakeup_with_bounded_backlog_is_exact_and_ordered() -> None:
     assert set(received) == {(s, q) for s in range(senders) for q in range(per_sender)}
     for sender in range(senders):
         assert [q for s, q in received if s == sender] == list(range(per_sender))
+
+
+def test_other_threads_get_a_clear_error_while_the_manager_is_polled() -> None:
+    """A Manager belongs to the thread polling it: from another thread, calls that would
+    race with the poll loop raise WrongThreadError; wakeup() and close() stay allowed."""
+    mgr = Manager(enable_wakeup=True)
+    listener = mgr.listen("tcp://127.0.0.1:0")
+    spare = mgr.timer_add(60_000, lambda: None)
+    inside, release = threading.Event(), threading.Event()
+    woken: list[bytes] = []
+
+    def hold_the_poll() -> None:  # a timer callback: runs inside poll(), on its thread
+        inside.set()
+        release.wait(TIMEOUT)
+
+    def on_wakeup(conn: Connection, ev: int, data: Any) -> None:
+        if ev == MG_EV_WAKEUP:
+            woken.append(bytes(data))
+
+    waker = mgr.listen("tcp://127.0.0.1:0", on_wakeup)
+    mgr.timer_add(0, hold_the_poll)
+    def poll_until_closed() -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while not mgr.closed and time.monotonic() < deadline:
+            mgr.poll(50)
+
+    thread = threading.Thread(target=poll_until_closed, name="the-poller")
+    thread.start()
+    try:
+        assert inside.wait(TIMEOUT)
+        attempts: dict[str, Any] = {
+            "timer_add": lambda: mgr.timer_add(10, lambda: None),
+            "listen": lambda: mgr.listen("tcp://127.0.0.1:0"),
+            "connect": lambda: mgr.connect(f"tcp://127.0.0.1:{listener.local_addr[1]}"),
+            "connections": lambda: mgr.connections,
+            "poll": lambda: mgr.poll(0),
+            "shutdown": lambda: mgr.shutdown(1),
+            "dns_timeout_ms": lambda: setattr(mgr, "dns_timeout_ms", 500),
+        }
+        for name, attempt in attempts.items():
+            with pytest.raises(WrongThreadError) as caught:
+                attempt()
+            message = str(caught.value)
+            assert "'the-poller'" in message and "wakeup()" in message, name
+            assert isinstance(caught.value, RuntimeError), name
+        spare.cancel()  # allowed from any thread: C forgets it at its next firing
+        assert not spare.active
+        assert mgr.wakeup(waker.id, b"still allowed")
+        assert mgr.wakeup_id == 0 or mgr.wakeup_id > 0
+        release.set()
+        deadline = time.monotonic() + TIMEOUT
+        while not woken and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert woken == [b"still allowed"]
+        mgr.close()  # deferred to the poller, which frees the Manager after its poll
+    finally:
+        release.set()
+        thread.join(TIMEOUT)
+    assert mgr.closed
+    assert mgr.connections == ()
+
+
+def test_a_timer_cancelled_from_another_thread_stops_firing() -> None:
+    mgr = Manager()
+    fired: list[float] = []
+    timer = mgr.timer_add(5, lambda: fired.append(time.monotonic()), repeat=True)
+    stop = threading.Event()
+
+    def poll_until_stopped() -> None:
+        while not stop.is_set():
+            mgr.poll(2)
+
+    thread = threading.Thread(target=poll_until_stopped, name="the-poller")
+    thread.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while len(fired) < 3 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(fired) >= 3
+        timer.cancel()
+        assert not timer.active
+        cancelled_at, count = time.monotonic(), len(fired)
+        time.sleep(0.2)  # 40 periods
+        assert len(fired) <= count + 1  # one firing may have been under way
+        assert all(t <= cancelled_at + 0.05 for t in fired)
+    finally:
+        stop.set()
+        thread.join(TIMEOUT)
+    mgr.poll(20)
+    assert len(fired) <= count + 1
+    mgr.close()
