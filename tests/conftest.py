@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,6 +13,16 @@ from typing import Any, Callable, Optional
 import pytest
 
 from pymongoose import Connection, Manager
+
+# PyPy 7.3.11 (Debian 12's pypy3) can crash when the recursion limit is raised above
+# every earlier value while another thread loops in JIT-compiled code around a C call
+# that releases the GIL, as a poll thread does (docs/timers-threads.md). Hypothesis
+# moves the limit around every example. Raised once here, before any thread starts,
+# above anything Hypothesis sets (its depth, at most 1000, + 2000), no later change
+# is a new high.
+RECURSION_LIMIT_BEFORE_THREADS = 4000
+if sys.implementation.name == "pypy":
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT_BEFORE_THREADS))
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import requests
+from subprocess_helpers import run_to_end
 
 from pymongoose import MG_EV_HTTP_MSG, MG_EV_WAKEUP, Connection, Manager, WrongThreadError
 
@@ -349,3 +350,42 @@ def test_a_timer_cancelled_from_another_thread_stops_firing() -> None:
     mgr.poll(20)
     assert len(fired) <= count + 1
     mgr.close()
+
+
+# Run in a child: on PyPy 7.3.11, raising the limit to a new high instead crashes the
+# interpreter (tests/conftest.py, docs/timers-threads.md), and would take pytest with it.
+RECURSION_LIMIT_PROGRAM = """
+import sys, threading, time
+sys.setrecursionlimit(4000)  # the highest it will be, set before any thread starts
+from pymongoose import Manager
+mgr = Manager()
+ticks = []
+mgr.timer_add(1, lambda: ticks.append(1), repeat=True)
+stop = threading.Event()
+def loop():
+    while not stop.is_set():
+        mgr.poll(1)
+thread = threading.Thread(target=loop)
+thread.start()
+time.sleep(2)  # long enough for PyPy's JIT to compile the poll loop
+for _ in range(500):
+    sys.setrecursionlimit(3000)
+    time.sleep(0.001)
+    sys.setrecursionlimit(4000)
+stop.set()
+thread.join()
+mgr.close()
+print("ticks", len(ticks))
+"""
+
+
+@pytest.mark.skipif(sys.implementation.name != "pypy",
+                    reason="the crash this guards against is PyPy's (its JIT); CPython "
+                           "has no such limit on changing the recursion limit")
+def test_recursion_limit_set_before_threads_can_move_while_a_thread_polls() -> None:
+    """The documented way round PyPy's crash: the highest limit set before any thread
+    starts; lowering it and raising it back while a thread polls is then safe."""
+    result = run_to_end("-c", RECURSION_LIMIT_PROGRAM, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ticks = int(result.stdout.split()[-1])
+    assert ticks > 100  # the poll thread really ran throughout
