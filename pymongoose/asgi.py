@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import warnings
 from typing import Any, Optional, Union
 
@@ -412,7 +413,10 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 async def _serve_main(app: ASGIApp, url: str, root: Optional[str], access_log: bool,
                       sock: Optional[socket.socket] = None, graceful_timeout: float = 0.0,
-                      announce: bool = True) -> None:
+                      announce: bool = True,
+                      stopping: Optional[threading.Event] = None) -> None:
+    """Serve until SIGINT/SIGTERM. ``stopping``: a prefork worker's flag, which its
+    own signal handler sets for a signal that came before the loop's handlers."""
     server = ASGIServer(app, root=root, access_log=access_log)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -420,6 +424,8 @@ async def _serve_main(app: ASGIApp, url: str, root: Optional[str], access_log: b
         # not possible outside the main thread: then the caller stops us
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stop.set)
+    if stopping is not None and stopping.is_set():  # told to stop while starting up
+        stop.set()
     try:
         await server.start(url, sock=sock)
         if announce:
@@ -455,7 +461,8 @@ def _serve_workers(app: ASGIApp, url: str, workers: int, root: Optional[str],
         os.close(failures_r)
         try:
             _run_loop(_serve_main(app, ctx.url, root, access_log, sock=ctx.sock,
-                                  graceful_timeout=ctx.graceful_timeout, announce=False))
+                                  graceful_timeout=ctx.graceful_timeout, announce=False,
+                                  stopping=ctx.stopping))
         except LifespanFailure as exc:
             os.write(failures_w, f"{exc}\n".encode("utf-8", "replace"))
             os.kill(os.getppid(), signal.SIGTERM)

@@ -76,3 +76,28 @@ def test_lifespan_failure_in_workers_exits_non_zero_with_the_message(tmp_path: P
         kill_group(proc)  # the workers too, if the server did not stop them
     assert proc.returncode != 0
     assert "ASGI lifespan startup failed: no database" in err
+
+
+def test_a_worker_told_to_stop_before_its_loop_listens_for_signals_stops() -> None:
+    """A SIGTERM that reaches a worker before its event loop installed its own signal
+    handlers only sets the worker's ``stopping`` flag; the server must see the flag
+    instead of serving until the supervisor kills it (seen once in 30 runs of the CLI's
+    two-worker test: "still running 30 s after signal 15")."""
+    import threading
+
+    from pymongoose.asgi import _run_loop, _serve_main
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        raise RuntimeError("never called: no request is made")
+
+    stopping = threading.Event()
+    stopping.set()  # what the worker's handler did with the early signal
+    finished = threading.Event()
+
+    def worker() -> None:  # not the main thread: the loop cannot add signal handlers
+        _run_loop(_serve_main(app, "http://127.0.0.1:0", None, False, announce=False,
+                              stopping=stopping))
+        finished.set()
+
+    threading.Thread(target=worker, daemon=True).start()
+    assert finished.wait(TIMEOUT)
