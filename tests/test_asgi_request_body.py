@@ -15,7 +15,7 @@ from asgi_helpers import TIMEOUT, running_asgi
 from conftest import read_until_closed
 
 from pymongoose import Limits
-from pymongoose._asgi_http import HIGH_WATER
+from pymongoose.asgi._http import HIGH_WATER
 
 MIB = 1 << 20
 #: Larger than Mongoose's own 64 MiB limit for a buffered body.

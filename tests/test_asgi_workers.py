@@ -85,7 +85,7 @@ def test_a_worker_told_to_stop_before_its_loop_listens_for_signals_stops() -> No
     two-worker test: "still running 30 s after signal 15")."""
     import threading
 
-    from pymongoose.asgi import _run_loop, _serve_main
+    from pymongoose.asgi.server import _run_loop, _serve_main
 
     async def app(scope: dict[str, object], receive: object, send: object) -> None:
         raise RuntimeError("never called: no request is made")

@@ -1,4 +1,4 @@
-"""cymongoose's module-level WSGI environ builder, for code written against cymongoose.
+"""``wsgi.file_wrapper``, and cymongoose's module-level WSGI environ builder.
 
 ``WSGIServer`` builds its environ itself (streamed ``wsgi.input``, per-connection peer
 keys); this is the stand-alone form cymongoose's ``wsgi._build_environ`` offered: one
@@ -9,8 +9,28 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import Any, Protocol
+from collections.abc import Iterator
+from typing import IO, Any, Protocol
 from urllib.parse import unquote
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterate a file-like object in blocks, closing it after."""
+
+    def __init__(self, filelike: IO[bytes], blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        close = getattr(filelike, "close", None)
+        if close is not None:
+            self.close = close
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while True:
+            block = read(self.blksize)
+            if not block:
+                return
+            yield block
 
 
 class _Request(Protocol):
@@ -33,8 +53,6 @@ class _Peer(Protocol):
 def build_environ(hm: _Request, conn: _Peer, server_name: str,
                   server_port: int) -> dict[str, Any]:
     """A PEP 3333 environ for ``hm`` received on ``conn`` (body in ``wsgi.input``)."""
-    from .wsgi import FileWrapper  # the server module imports this one
-
     uri = hm.uri or "/"
     path, sep, query = uri.partition("?")
     environ: dict[str, Any] = {

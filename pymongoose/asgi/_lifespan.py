@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from typing import Any, Optional
 
-from ._asgi_scope import ASGI_INFO, ASGIApp, Message, ProtocolError, log
+from ._scope import ASGI_INFO, ASGIApp, Message, ProtocolError, log
 
 __all__ = ["Lifespan", "LifespanFailure"]
 

@@ -12,14 +12,15 @@ import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Optional
 
-from ._asgi_scope import ClientDisconnected, Message, ProtocolError, log
-from ._ffi import lib
-from ._http_date import http_date
+from .._ffi import lib
+from .._http_date import http_date
+from ..constants import MG_EV_WRITE
+from ._scope import ClientDisconnected, Message, ProtocolError, log
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from ..connection import Connection
 
-__all__ = ["HttpCycle"]
+__all__ = ["HttpCycle", "want_writes"]
 
 _asgi_send = lib.pymg_asgi_send
 access_log = logging.getLogger("pymongoose.access")
@@ -31,6 +32,17 @@ _START, _FIRST_BODY, _STREAMING, _DONE = 0, 1, 2, 3
 HIGH_WATER = 1 << 20
 
 _STATUS_LINES: dict[int, bytes] = {}
+
+
+def want_writes(conn: Connection, on: bool) -> None:
+    """Route MG_EV_WRITE of ``conn`` to the server (on), or stop (off): a send() waits
+    for the buffer to drain in between. ``conn.userdata`` is the server's peer record,
+    whose ``events`` are the connection's interest without MG_EV_WRITE."""
+    handler = conn.handler
+    peer = conn.userdata
+    if handler is not None and peer is not None and not conn.is_closed:
+        events = peer.events
+        conn.set_handler(handler, events=(*events, MG_EV_WRITE) if on else events)
 
 
 def _status_line(status: int) -> bytes:
@@ -316,16 +328,14 @@ class HttpCycle:
             await self._wait_drained()
 
     async def _wait_drained(self) -> None:
-        from .asgi import _want_writes  # the server routes MG_EV_WRITE here while we wait
-
         self._drained = self._loop.create_future()
-        _want_writes(self._conn, True)
+        want_writes(self._conn, True)
         try:
             await self._drained
         finally:
             self._drained = None
             if not self._conn.is_closed:
-                _want_writes(self._conn, False)
+                want_writes(self._conn, False)
 
     def _finish(self) -> None:
         """The response is complete: close if the request asked for it, log, wake."""

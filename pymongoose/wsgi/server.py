@@ -1,15 +1,5 @@
-"""A WSGI (PEP 3333) server on Mongoose.
-
-The event loop thread does the HTTP: it parses requests, streams request bodies into
-``wsgi.input`` (never buffering a whole upload: reading pauses while the app is behind)
-and sends what the app produces. The app runs in a thread pool, so it never blocks the
-loop; its response pieces come back to the loop through the lossless
-``Manager.wakeup``. ``workers`` are processes (:mod:`pymongoose.workers`), ``threads``
-the app's thread pool in each of them.
-
-    from pymongoose.wsgi import serve
-    serve(app, "http://127.0.0.1:8000", workers=2, threads=8)
-"""
+"""The WSGI server: WSGIServer, serve(), and the request bodies and responses it
+streams between the event loop and the application's threads."""
 
 from __future__ import annotations
 
@@ -23,16 +13,15 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from types import FrameType, TracebackType
-from typing import IO, Any, Callable, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import unquote_to_bytes
 
-from ._ffi import mg_str_bytes
-from ._http_date import http_date
-from ._http_target import split_fragment, split_target
-from ._startup import startup_line
-from ._wsgi_compat import build_environ as _build_environ  # noqa: F401 - cymongoose's name
-from .connection import Connection
-from .constants import (
+from .._ffi import mg_str_bytes
+from .._http_date import http_date
+from .._http_target import split_fragment, split_target
+from .._startup import startup_line
+from ..connection import Connection
+from ..constants import (
     MG_EV_CLOSE,
     MG_EV_ERROR,
     MG_EV_HTTP_HDRS,
@@ -42,13 +31,14 @@ from .constants import (
     PYMG_EV_HTTP_BODY,
     PYMG_EV_HTTP_BODY_END,
 )
-from .limits import Limits
-from .manager import ErrorHandler, Manager
-from .messages import HttpMessage
-from .workers import WorkerContext
-from .workers import run as run_workers
+from ..limits import Limits
+from ..manager import ErrorHandler, Manager
+from ..messages import HttpMessage
+from ..workers import WorkerContext
+from ..workers import run as run_workers
+from ._environ import FileWrapper
 
-__all__ = ["ClientDisconnected", "FileWrapper", "WSGIServer", "serve"]
+__all__ = ["ClientDisconnected", "WSGIServer", "serve"]
 
 _log = logging.getLogger("pymongoose.wsgi")
 _access_log = logging.getLogger("pymongoose.access")
@@ -76,25 +66,6 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
 class ClientDisconnected(OSError):
     """The request body cannot be read whole: the client closed the connection before
     it was complete, or sent a malformed one (a bad chunk); the message says which."""
-
-
-class FileWrapper:
-    """``wsgi.file_wrapper``: iterate a file-like object in blocks, closing it after."""
-
-    def __init__(self, filelike: IO[bytes], blksize: int = 65536) -> None:
-        self.filelike = filelike
-        self.blksize = blksize
-        close = getattr(filelike, "close", None)
-        if close is not None:
-            self.close = close
-
-    def __iter__(self) -> Iterator[bytes]:
-        read = self.filelike.read
-        while True:
-            block = read(self.blksize)
-            if not block:
-                return
-            yield block
 
 
 _NO_BODY_CONDITION = threading.Condition()

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, MutableMapping
 from typing import Any, Callable, Optional
 from urllib.parse import unquote
 
-from ._http_target import split_fragment, split_target
+from .._http_target import split_fragment, split_target
 
 __all__ = [
     "ASGI_INFO",

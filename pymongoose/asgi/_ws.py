@@ -8,15 +8,15 @@ import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
-from . import ws_deflate
-from ._asgi_scope import ClientDisconnected, Message, ProtocolError, log
-from ._ffi import lib
-from .connection import format_headers
-from .constants import WEBSOCKET_OP_BINARY, WEBSOCKET_OP_CLOSE, WEBSOCKET_OP_TEXT
+from .. import ws_deflate
+from .._ffi import lib
+from ..connection import format_headers
+from ..constants import WEBSOCKET_OP_BINARY, WEBSOCKET_OP_CLOSE, WEBSOCKET_OP_TEXT
+from ._scope import ClientDisconnected, Message, ProtocolError, log
 
 if TYPE_CHECKING:
-    from .connection import Connection
-    from .ws_deflate import PerMessageDeflate
+    from ..connection import Connection
+    from ..ws_deflate import PerMessageDeflate
 
 __all__ = ["WebSocketCycle"]
 

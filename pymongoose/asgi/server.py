@@ -1,10 +1,4 @@
-"""An ASGI 3.0 server on Mongoose, driven by the asyncio loop that runs the application.
-
-Mongoose parses HTTP and WebSocket in C; each request becomes an ASGI scope and a task
-on the same event loop that polls the Manager (pymongoose.aio), so the application's
-coroutines and the network never cross threads. ``serve(app)`` runs one until Ctrl-C;
-:class:`ASGIServer` serves inside an asyncio program you already have.
-"""
+"""The ASGI server: ASGIServer, serve(), and the prefork workers' main loop."""
 
 from __future__ import annotations
 
@@ -18,28 +12,11 @@ import threading
 import warnings
 from typing import Any, Optional, Union
 
-from ._asgi_http import HttpCycle
-from ._asgi_http import report as report_http
-from ._asgi_lifespan import Lifespan, LifespanFailure
-from ._asgi_scope import (
-    ASGI_INFO,
-    CONNECTION,
-    CONTENT_LENGTH,
-    TRANSFER_ENCODING,
-    UPGRADE,
-    WS_KEY,
-    WS_PROTOCOL,
-    ASGIApp,
-    ClientDisconnected,
-    ProtocolError,
-    parse_head,
-)
-from ._asgi_ws import WebSocketCycle
-from ._ffi import ffi, lib
-from ._startup import startup_line
-from .aio import AsyncManager
-from .connection import Connection
-from .constants import (
+from .._ffi import ffi, lib
+from .._startup import startup_line
+from ..aio import AsyncManager
+from ..connection import Connection
+from ..constants import (
     MG_EV_CLOSE,
     MG_EV_HTTP_HDRS,
     MG_EV_HTTP_MSG,
@@ -51,13 +28,28 @@ from .constants import (
     WEBSOCKET_OP_CLOSE,
     WEBSOCKET_OP_TEXT,
 )
-from .limits import Limits
-from .manager import Manager
-from .messages import HttpMessage, WsMessage
-from .ws_deflate import PerMessageDeflate
-from .ws_deflate import options as ws_deflate_options
+from ..limits import Limits
+from ..manager import Manager
+from ..messages import HttpMessage, WsMessage
+from ..ws_deflate import PerMessageDeflate
+from ..ws_deflate import options as ws_deflate_options
+from ._http import HttpCycle, want_writes
+from ._http import report as report_http
+from ._lifespan import Lifespan, LifespanFailure
+from ._scope import (
+    ASGI_INFO,
+    CONNECTION,
+    CONTENT_LENGTH,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    WS_KEY,
+    WS_PROTOCOL,
+    ASGIApp,
+    parse_head,
+)
+from ._ws import WebSocketCycle
 
-__all__ = ["ASGIServer", "ClientDisconnected", "LifespanFailure", "ProtocolError", "serve"]
+__all__ = ["ASGIServer", "serve"]
 
 # Requests start at MG_EV_HTTP_HDRS: a body is then streamed to the app in pieces
 # (PYMG_EV_HTTP_BODY), and a request without one costs a single call into Python, since
@@ -83,15 +75,6 @@ class _Peer:
         self.is_tls = conn.is_tls
         self.static = False  # the request in flight is a file under root
         self.events: tuple[int, ...] = ()  # the interest its send() set, if not the server's
-
-
-def _want_writes(conn: Connection, on: bool) -> None:
-    """Route MG_EV_WRITE of ``conn`` to the server while a send() waits for the buffer."""
-    handler = conn.handler
-    peer = conn.userdata
-    if handler is not None and peer is not None and not conn.is_closed:
-        events = peer.events
-        conn.set_handler(handler, events=(*events, MG_EV_WRITE) if on else events)
 
 
 class ASGIServer:
@@ -269,7 +252,7 @@ class ASGIServer:
             if data.op == WEBSOCKET_OP_CLOSE:
                 self._on_close_frame(cycle, data)
         elif ev == MG_EV_WRITE and cycle.on_writable():
-            _want_writes(conn, False)
+            want_writes(conn, False)
 
     @staticmethod
     def _on_close_frame(cycle: WebSocketCycle, data: WsMessage) -> None:
@@ -453,7 +436,7 @@ def _serve_workers(app: ASGIApp, url: str, workers: int, root: Optional[str],
     """Prefork: pymongoose.workers binds once and forks; each child runs its own loop,
     lifespan and server on the shared socket. A child whose lifespan startup fails
     tells the parent (through a pipe) and stops them all."""
-    from . import workers as prefork
+    from .. import workers as prefork
 
     failures_r, failures_w = os.pipe()
 
