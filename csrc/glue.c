@@ -51,6 +51,7 @@ struct pymg_manager {
   int paused_count;    /* connections paused with pymg_pause */
   int pump_pending;    /* a resumed connection has body bytes waiting */
   size_t freed_by_closes; /* bytes closed connections freed since the last sweep */
+  unsigned long poll_thread; /* (unsigned long) pthread_self() of the last pymg_poll */
 };
 
 /* Events Python receives with data None: they can wait in the queue. */
@@ -525,6 +526,7 @@ static int timer_wait_ms(struct pymg_manager *m, int timeout_ms) {
 
 size_t pymg_poll(struct pymg_manager *m, int timeout_ms) {
   uint64_t now;
+  m->poll_thread = (unsigned long) pthread_self(); /* as threading.get_ident() */
   if (m->mgr.timers != NULL) timeout_ms = timer_wait_ms(m, timeout_ms);
   pymg_dns_guard(&m->mgr);
   if (m->pump_pending) {
@@ -553,6 +555,10 @@ int pymg_poll_fd(struct pymg_manager *m) {
 
 unsigned long pymg_wakeup_id(struct pymg_manager *m) {
   return m->wakeup_id;
+}
+
+unsigned long pymg_poll_thread(struct pymg_manager *m) {
+  return m->poll_thread;
 }
 
 int pymg_wakeup(struct pymg_manager *m, unsigned long conn_id, const char *buf, size_t len) {

@@ -79,6 +79,10 @@ size_t pymg_poll(struct pymg_manager *m, int timeout_ms);
 /* The live connection with this id, or NULL. */
 struct mg_connection *pymg_find_conn(struct pymg_manager *m, unsigned long conn_id);
 unsigned long pymg_wakeup_id(struct pymg_manager *m);
+/* The thread that called pymg_poll last, as Python's threading.get_ident() numbers
+ * it (pthread_self()), or 0 before the first poll. Recorded in C, since asking
+ * Python for it on every poll costs more than the rest of the poll's Python. */
+unsigned long pymg_poll_thread(struct pymg_manager *m);
 /* Mongoose's epoll descriptor (readable when any connection has I/O), or -1:
  * lets another event loop (asyncio) wait for it instead of pymg_poll. */
 int pymg_poll_fd(struct pymg_manager *m);

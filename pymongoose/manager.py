@@ -267,7 +267,6 @@ class Manager:
         self._opening: tuple[Optional[EventHandler], int] = (None, 0)
         self._depth = 0  # > 0 while C is inside a call that may dispatch events
         self._polling = False
-        self._poller = 0  # threading.get_ident() of the thread that polls (or last did)
         self._closing = False
         self._close_requested = False
         # Called (when set) after a method queued work that only a poll carries out:
@@ -459,8 +458,9 @@ class Manager:
         """Forget a timer. C unlinks it now when called on the thread that polls (or
         before any poll); from another thread, at its next firing, on the polling thread."""
         self._timers.pop(timer_id, None)
-        if self._m is not None and self._poller in (0, threading.get_ident()):
-            lib.pymg_timer_cancel(self._m, timer_id)
+        m = self._m
+        if m is not None and lib.pymg_poll_thread(m) in (0, threading.get_ident()):
+            lib.pymg_timer_cancel(m, timer_id)
 
     def _fire_timer(self, timer_id: int) -> None:
         timer = self._timers.get(timer_id)
@@ -482,13 +482,14 @@ class Manager:
         m = self._m
         if m is None or self._closing:
             raise ManagerClosedError("this Manager is closed")
-        if self._polling and self._poller != threading.get_ident():
+        if self._polling and lib.pymg_poll_thread(m) != threading.get_ident():
             raise self._wrong_thread()
         return m
 
     def _wrong_thread(self, prefix: str = "") -> WrongThreadError:
-        poller = next((t.name for t in threading.enumerate() if t.ident == self._poller),
-                      f"#{self._poller}")
+        ident = int(lib.pymg_poll_thread(self._m)) if self._m is not None else 0
+        poller = next((t.name for t in threading.enumerate() if t.ident == ident),
+                      f"#{ident}")
         return WrongThreadError(
             f"{prefix}thread {threading.current_thread().name!r} used this Manager while thread "
             f"{poller!r} polls it: a Manager and its connections belong to the thread "
@@ -532,7 +533,7 @@ class Manager:
         m = self._m
         if m is None:
             return ()
-        if self._polling and self._poller != threading.get_ident():
+        if self._polling and lib.pymg_poll_thread(m) != threading.get_ident():
             raise self._wrong_thread()
         found = []
         c = lib.pymg_next_conn(m, NULL)
@@ -566,12 +567,11 @@ class Manager:
         if type(timeout_ms) is not int or timeout_ms < 0:
             _check_timeout(timeout_ms)
         if self._polling:
-            if self._poller != threading.get_ident():
+            if lib.pymg_poll_thread(m) != threading.get_ident():
                 raise self._wrong_thread("poll() is not reentrant: ")
             raise RuntimeError("poll() is not reentrant: it cannot be called from inside an "
                                "event handler")
         self._polling = True
-        self._poller = threading.get_ident()
         try:
             queued = _pymg_poll(m, timeout_ms)
             if queued:
@@ -628,9 +628,10 @@ class Manager:
         Returns True when everything finished in time. Call it from the thread that
         polls, outside handlers.
         """
-        if self._m is None:
+        m = self._m
+        if m is None:
             return True
-        if self._polling and self._poller != threading.get_ident():
+        if self._polling and lib.pymg_poll_thread(m) != threading.get_ident():
             raise self._wrong_thread()
         if self._polling or self._depth:
             raise RuntimeError("shutdown() cannot be called from inside an event handler")
