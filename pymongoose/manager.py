@@ -477,14 +477,23 @@ class Manager:
 
     # -- state --------------------------------------------------------------------------
 
-    def _live(self) -> Any:
-        """The C manager, for a call from the thread that owns this Manager."""
+    def _alive(self) -> Any:
+        """The C manager, for a call any thread may make; raises once closed."""
         m = self._m
         if m is None or self._closing:
             raise ManagerClosedError("this Manager is closed")
+        return m
+
+    def _live(self) -> Any:
+        """The C manager, for a call from the thread that owns this Manager."""
+        m = self._alive()
+        self._check_thread(m)
+        return m
+
+    def _check_thread(self, m: Any) -> None:
+        """Raise WrongThreadError when a thread other than this one is polling."""
         if self._polling and lib.pymg_poll_thread(m) != threading.get_ident():
             raise self._wrong_thread()
-        return m
 
     def _wrong_thread(self, prefix: str = "") -> WrongThreadError:
         ident = int(lib.pymg_poll_thread(self._m)) if self._m is not None else 0
@@ -533,8 +542,7 @@ class Manager:
         m = self._m
         if m is None:
             return ()
-        if self._polling and lib.pymg_poll_thread(m) != threading.get_ident():
-            raise self._wrong_thread()
+        self._check_thread(m)
         found = []
         c = lib.pymg_next_conn(m, NULL)
         while c != NULL:
@@ -549,10 +557,7 @@ class Manager:
     @property
     def wakeup_id(self) -> int:
         """Id of the internal wakeup connection, or 0 without ``enable_wakeup``."""
-        m = self._m
-        if m is None or self._closing:
-            raise ManagerClosedError("this Manager is closed")
-        return int(lib.pymg_wakeup_id(m))
+        return int(lib.pymg_wakeup_id(self._alive()))
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -631,8 +636,7 @@ class Manager:
         m = self._m
         if m is None:
             return True
-        if self._polling and lib.pymg_poll_thread(m) != threading.get_ident():
-            raise self._wrong_thread()
+        self._check_thread(m)
         if self._polling or self._depth:
             raise RuntimeError("shutdown() cannot be called from inside an event handler")
         deadline = time.monotonic() + max(0.0, float(timeout))
@@ -944,9 +948,7 @@ class Manager:
         there was no memory to queue it, or (with a RuntimeWarning, as cymongoose returns
         False there) that wakeup is not enabled. ``data`` is at most 1 MiB.
         """
-        m = self._m
-        if m is None or self._closing:
-            raise ManagerClosedError("this Manager is closed")
+        m = self._alive()
         if not self._wakeup_enabled:
             warnings.warn("wakeup() needs Manager(enable_wakeup=True); nothing was sent",
                           RuntimeWarning, stacklevel=2)
