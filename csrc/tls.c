@@ -57,10 +57,11 @@ static void fail(struct mg_connection *c, const char *message) {
 
 /* Mongoose checks certificate dates against mg_now(), and when it does not
  * know the wall-clock time yet it asks an SNTP server on the Internet before
- * verifying anything. A host OS knows the time: tell Mongoose. */
+ * verifying anything. A host OS knows the time: tell Mongoose, again before
+ * every TLS set-up, since the host's clock may have been stepped (NTP, a VM
+ * resumed) since the last one, while mg_millis() counts on undisturbed. */
 static void set_wall_clock(void) {
   struct timespec ts;
-  if (mg_boot_timestamp_ms != 0) return;
   if (clock_gettime(CLOCK_REALTIME, &ts) != 0) return;
   mg_boot_timestamp_ms =
       (uint64_t) ts.tv_sec * 1000U + (uint64_t) ts.tv_nsec / 1000000U - mg_millis();

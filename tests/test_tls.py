@@ -237,6 +237,29 @@ def test_our_client_against_our_server(https: str, certs: Certs) -> None:
     assert MG_EV_TLS_HS in run.events
 
 
+def test_certificate_dates_follow_the_host_clock_when_it_moves(https: str,
+                                                                certs: Certs) -> None:
+    """Mongoose checks certificate dates against mg_boot_timestamp_ms + a raw monotonic
+    clock, which drift apart from the host's clock (NTP, a resumed VM): in one CI run a
+    certificate made a moment before was "not yet valid" by a second. Each TLS set-up
+    takes the host's time again, so a stale offset is corrected before it is used."""
+    import time
+
+    from pymongoose._ffi import lib
+
+    assert fetch(https + "/", certs.client_opts()).errors == []
+    saved = lib.mg_boot_timestamp_ms
+    lib.mg_boot_timestamp_ms = saved - 2 * 3600 * 1000  # two hours behind the host
+    try:
+        run = fetch(https + "/", certs.client_opts())  # certificates made minutes ago
+        assert run.errors == [], "checked against a clock two hours behind"
+        assert run.bodies == [b"hello /hello tls=True"]
+        assert abs(int(lib.mg_now()) - time.time() * 1000) < 2000
+    finally:
+        if abs(int(lib.mg_now()) - time.time() * 1000) > 2000:
+            lib.mg_boot_timestamp_ms = saved
+
+
 def test_our_client_tls_init_after_connect(https: str, certs: Certs) -> None:
     # The cymongoose way: connect(), then tls_init() before polling.
     run = fetch(https + "/", None, late_init=TlsOpts(ca=certs.ca.read_text()))

@@ -35,5 +35,9 @@ uint32_t mg_crc32(uint32_t crc, const char *buf, size_t len);
 
 /* Time and randomness */
 uint64_t mg_millis(void);
+/* Wall clock = mg_millis() + this; what TLS checks certificate dates against.
+ * pymongoose sets it from the host's clock before each TLS set-up (csrc/tls.c). */
+extern uint64_t mg_boot_timestamp_ms;
+uint64_t mg_now(void);
 bool mg_random(void *buf, size_t len);
 char *mg_random_str(char *buf, size_t len);
