@@ -10,7 +10,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "pymongoose"
+import pymongoose
+
+#: The package under test: the source tree's, or the installed wheel's when the suite
+#: runs against a wheel from outside the tree.
+PACKAGE = Path(pymongoose.__file__).resolve().parent
 
 #: App servers: nothing below them may import them back.
 APP_SERVERS = ("pymongoose.asgi", "pymongoose.wsgi", "pymongoose.workers", "pymongoose.aio")
