@@ -490,10 +490,10 @@ class Manager:
         self._check_thread(m)
         return m
 
-    def _check_thread(self, m: Any) -> None:
+    def _check_thread(self, m: Any, prefix: str = "") -> None:
         """Raise WrongThreadError when a thread other than this one is polling."""
         if self._polling and lib.pymg_poll_thread(m) != threading.get_ident():
-            raise self._wrong_thread()
+            raise self._wrong_thread(prefix)
 
     def _wrong_thread(self, prefix: str = "") -> WrongThreadError:
         ident = int(lib.pymg_poll_thread(self._m)) if self._m is not None else 0
@@ -503,7 +503,7 @@ class Manager:
             f"{prefix}thread {threading.current_thread().name!r} used this Manager while thread "
             f"{poller!r} polls it: a Manager and its connections belong to the thread "
             "that polls them; from other threads use wakeup() (Manager(enable_wakeup="
-            "True)) or close()")
+            "True)), close() or Timer.cancel()")
 
     def _settle(self) -> None:
         """Carry out a close() that a handler asked for while C was busy."""
@@ -572,8 +572,7 @@ class Manager:
         if type(timeout_ms) is not int or timeout_ms < 0:
             _check_timeout(timeout_ms)
         if self._polling:
-            if lib.pymg_poll_thread(m) != threading.get_ident():
-                raise self._wrong_thread("poll() is not reentrant: ")
+            self._check_thread(m, "poll() is not reentrant: ")
             raise RuntimeError("poll() is not reentrant: it cannot be called from inside an "
                                "event handler")
         self._polling = True
